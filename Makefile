@@ -1,0 +1,62 @@
+# roadsigns: the verbs people expect. `make demo` and `make test` set up what they need.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+PACKAGES := -e shared -e services/gateway -e services/detector -e services/ocr -e services/tracker -e services/cli -e training
+DEV_ENV := ROADSIGNS_DATABASE_URL=postgresql+psycopg2://postgres@127.0.0.1:5432/roadsigns \
+	ROADSIGNS_BROKER_URL=redis://127.0.0.1:6379/0 ROADSIGNS_BLOB_DIR=$(CURDIR)/.dev/blobs \
+	ROADSIGNS_MLFLOW_TRACKING_URI=http://127.0.0.1:5000 MLFLOW_DISABLE_TELEMETRY=true
+
+.PHONY: setup system-deps demo dev migrate test lint format train clean
+
+$(VENV)/.installed: requirements-dev.txt shared/pyproject.toml services/*/pyproject.toml training/pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q $(PACKAGES)
+	touch $@
+
+setup: system-deps $(VENV)/.installed ## install system packages (Tesseract) and the Python environment
+
+system-deps: ## Tesseract with English, French and German, when missing
+	@if ! command -v tesseract >/dev/null || ! tesseract --list-langs 2>/dev/null | grep -q deu; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q tesseract-ocr tesseract-ocr-eng \
+			tesseract-ocr-fra tesseract-ocr-deu; fi
+
+demo: setup ## analyze the sample photos in one process (no servers) and print the signs found
+	$(BIN)/roadsigns analyze tests/data/photos --annotate out/demo -o out/demo/results.json
+	@$(PY) -m roadsigns.cli.summary out/demo/results.json
+
+migrate: setup
+	$(DEV_ENV) $(BIN)/roadsigns-migrate
+
+dev: setup migrate ## every service as a local process against local Redis and Postgres, plus Flower and MLflow
+	@mkdir -p .dev/blobs .dev/metrics; trap 'kill 0' EXIT; \
+	$(BIN)/mlflow server --host 127.0.0.1 --port 5000 --workers 1 \
+		--backend-store-uri sqlite:///$(CURDIR)/.dev/mlflow.db --default-artifact-root $(CURDIR)/.dev/mlartifacts & \
+	$(DEV_ENV) $(BIN)/uvicorn --factory roadsigns.gateway.app:create_app --host 127.0.0.1 --port 8000 & \
+	$(DEV_ENV) $(BIN)/celery -A roadsigns.detector.worker worker -Q detect -c 1 -n detector@%h -l INFO & \
+	$(DEV_ENV) $(BIN)/celery -A roadsigns.ocr.worker worker -Q ocr -c 2 -n ocr@%h -l INFO & \
+	$(DEV_ENV) $(BIN)/celery -A roadsigns.tracker.worker worker -Q track -c 2 -n tracker@%h -l INFO & \
+	$(DEV_ENV) $(BIN)/celery -A roadsigns.tracker.worker beat -s .dev/celerybeat-schedule -l INFO & \
+	FLOWER_UNAUTHENTICATED_API=true $(DEV_ENV) $(BIN)/celery -A roadsigns.tracker.worker flower --port=5555 & \
+	wait
+
+test: setup ## the whole test suite against real Postgres, Redis, Celery workers, Tesseract and model
+	$(BIN)/pytest -q tests
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+train: setup ## train detector and classifier from ../shared/data (parameters: training/config.yaml)
+	$(BIN)/roadsigns-train --config training/config.yaml
+
+clean:
+	rm -rf out .dev .pytest_cache

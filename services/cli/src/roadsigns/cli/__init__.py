@@ -1,0 +1,1 @@
+"""The `roadsigns` command: the pipeline in one process, no server needed."""

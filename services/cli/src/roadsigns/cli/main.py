@@ -1,0 +1,182 @@
+"""`roadsigns analyze PATH...` and `roadsigns evaluate detection|classification`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from roadsigns.shared.settings import Settings, get_settings
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit status 2."""
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {}
+    if getattr(args, "device", None):
+        overrides["device"] = args.device
+    if getattr(args, "imgsz", None):
+        overrides["detector_imgsz"] = args.imgsz
+    return get_settings().model_copy(update=overrides)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from roadsigns.cli.pipeline import Pipeline, annotate, collect_images
+
+    try:
+        images = collect_images(args.paths)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    if not images:
+        raise UsageError("no images found in the given paths")
+    pipeline = Pipeline(_settings(args), ocr=not args.no_ocr)
+    if args.annotate:
+        args.annotate.mkdir(parents=True, exist_ok=True)
+    results = []
+    for path in tqdm(images, desc="analyze", unit="img", file=sys.stderr, disable=args.quiet):
+        data = path.read_bytes()
+        try:
+            analysis = pipeline.analyze(data)
+        except ValueError as exc:  # an undecodable file: report it, keep going
+            results.append({"file": str(path), "error": str(exc)})
+            continue
+        results.append({"file": str(path), **analysis.as_json()})
+        if args.annotate:
+            import cv2
+
+            cv2.imwrite(str(args.annotate / f"{path.stem}.jpg"), annotate(data, analysis.signs))
+    text = json.dumps(results, indent=2)
+    if args.output:
+        args.output.write_text(text + "\n")
+    else:
+        print(text)
+    return 1 if any("error" in r for r in results) else 0
+
+
+def cmd_eval_detection(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from roadsigns.cli.groundtruth import GroundTruthError, read_gt
+    from roadsigns.cli.metrics import Pred, detection_report
+    from roadsigns.cli.pipeline import IMAGE_SUFFIXES, Pipeline
+
+    if not args.images.is_dir():
+        raise UsageError(f"--images {args.images} is not a folder")
+    try:
+        gt = read_gt(args.gt)
+    except GroundTruthError as exc:
+        raise UsageError(str(exc)) from None
+    names = sorted(p.name for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not names:
+        raise UsageError(f"no images in {args.images}")
+    missing = sorted(set(gt) - set(names))
+    if missing:
+        raise UsageError(f"{args.gt} names {len(missing)} image(s) not in {args.images}, e.g. {missing[0]}")
+    pipeline = Pipeline(_settings(args), ocr=not args.no_ocr)
+    preds: dict[str, list[Pred]] = {}
+    spent = 0.0
+    for name in tqdm(names, desc="evaluate", unit="img", file=sys.stderr, disable=args.quiet):
+        data = (args.images / name).read_bytes()
+        t0 = time.perf_counter()
+        try:
+            analysis = pipeline.analyze(data)
+        except ValueError as exc:
+            raise UsageError(f"{args.images / name}: {exc}") from None
+        spent += time.perf_counter() - t0
+        preds[name] = [Pred(tuple(s.bbox), s.class_id, s.confidence, s.text) for s in analysis.signs]
+    report = detection_report(gt, preds)
+    report.update(
+        images=len(names),
+        seconds_per_image=spent / len(names),
+        model_versions=pipeline.detector.versions,
+        imgsz=pipeline.detector.imgsz,
+    )
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def cmd_eval_classification(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from roadsigns.cli.pipeline import Pipeline
+
+    try:
+        with np.load(args.npz) as z:
+            images, labels = z["images"], z["labels"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise UsageError(f"--npz {args.npz}: need an .npz with arrays 'images' and 'labels' ({exc})") from None
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise UsageError(f"'images' must be N x H x W x 3 uint8 RGB, got {images.shape} {images.dtype}")
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise UsageError(f"'labels' must be a vector of {len(images)} class ids, got shape {labels.shape}")
+    if len(images) == 0:
+        raise UsageError("the .npz holds no images")
+    detector = Pipeline(_settings(args), ocr=False).detector
+    t0 = time.perf_counter()
+    predicted = np.concatenate(
+        [detector.classify(list(images[i : i + 256, :, :, ::-1])).argmax(1) for i in range(0, len(images), 256)]
+    )
+    spent = time.perf_counter() - t0
+    accuracy = float((predicted == labels.astype(np.int64)).mean())
+    print(
+        json.dumps(
+            {
+                "accuracy": accuracy,
+                "n": int(len(images)),
+                "seconds_per_image": spent / len(images),
+                "model_versions": detector.versions,
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="roadsigns", description="Find, classify and read traffic signs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+        p.add_argument("--imgsz", type=int, help="detector input size (default from settings: 1376)")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument("--no-ocr", action="store_true", help="skip reading text")
+
+    a = sub.add_parser("analyze", help="analyze photos (files or folders); JSON on stdout")
+    a.add_argument("paths", nargs="+", type=Path)
+    a.add_argument("--output", "-o", type=Path, help="write the JSON here instead of stdout")
+    a.add_argument("--annotate", type=Path, metavar="DIR", help="also write annotated images into DIR")
+    common(a)
+    a.set_defaults(func=cmd_analyze)
+
+    e = sub.add_parser("evaluate", help="measure accuracy on labelled data")
+    esub = e.add_subparsers(dest="what", required=True)
+    d = esub.add_parser("detection", help="photos + GTSDB gt.txt")
+    d.add_argument("--images", type=Path, required=True)
+    d.add_argument("--gt", type=Path, required=True)
+    common(d)
+    d.set_defaults(func=cmd_eval_detection)
+    c = esub.add_parser("classification", help="an .npz of crops with labels")
+    c.add_argument("--npz", type=Path, required=True)
+    common(c)
+    c.set_defaults(func=cmd_eval_classification)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except UsageError as exc:
+        print(f"roadsigns: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,124 @@
+"""Detection metrics: VOC-style average precision at IoU 0.5, precision, recall, OCR exactness."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from roadsigns.cli.groundtruth import Box
+from roadsigns.shared import classes
+
+
+@dataclass(frozen=True)
+class Pred:
+    bbox: tuple[float, float, float, float]
+    class_id: int
+    score: float
+    text: str = ""
+
+
+def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def average_precision(tp: np.ndarray, n_gt: int) -> float:
+    """Area under the precision envelope (all points), as VOC 2010+ and ultralytics compute it."""
+    if n_gt == 0:
+        return float("nan")
+    if len(tp) == 0:
+        return 0.0
+    ctp = np.cumsum(tp)
+    recall = ctp / n_gt
+    precision = ctp / np.arange(1, len(tp) + 1)
+    r = np.concatenate([[0.0], recall, [1.0]])
+    p = np.concatenate([[1.0], precision, [0.0]])
+    p = np.flip(np.maximum.accumulate(np.flip(p)))
+    idx = np.flatnonzero(r[1:] != r[:-1])
+    return float(np.sum((r[idx + 1] - r[idx]) * p[idx + 1]))
+
+
+def _match(
+    gt: dict[str, list[Box]], preds: dict[str, list[Pred]], label: Callable[[int], int], thr: float
+) -> tuple[dict[int, list[tuple[float, bool]]], dict[int, int]]:
+    """Greedy matching by score per label; returns per-label (score, is_tp) lists and GT counts."""
+    scored: dict[int, list[tuple[float, bool]]] = defaultdict(list)
+    n_gt: dict[int, int] = defaultdict(int)
+    names = set(gt) | set(preds)
+    for name in names:
+        g = gt.get(name, [])
+        for b in g:
+            n_gt[label(b.class_id)] += 1
+        used = [False] * len(g)
+        for p in sorted(preds.get(name, []), key=lambda p: -p.score):
+            lp = label(p.class_id)
+            best, best_j = thr, -1
+            for j, b in enumerate(g):
+                if used[j] or label(b.class_id) != lp:
+                    continue
+                o = iou(p.bbox, b.xyxy)
+                if o >= best:
+                    best, best_j = o, j
+            if best_j >= 0:
+                used[best_j] = True
+            scored[lp].append((p.score, best_j >= 0))
+    return scored, n_gt
+
+
+def map50(gt: dict[str, list[Box]], preds: dict[str, list[Pred]], label: Callable[[int], int]) -> dict[str, float]:
+    scored, n_gt = _match(gt, preds, label, 0.5)
+    aps = []
+    tp_total = fp_total = 0
+    for lab, count in n_gt.items():
+        items = sorted(scored.get(lab, []), key=lambda s: -s[0])
+        tp = np.array([t for _, t in items], dtype=float)
+        aps.append(average_precision(tp, count))
+    for items in scored.values():
+        tp_total += sum(t for _, t in items)
+        fp_total += sum(not t for _, t in items)
+    total_gt = sum(n_gt.values())
+    return {
+        "map50": float(np.mean(aps)) if aps else 0.0,
+        "precision": tp_total / (tp_total + fp_total) if tp_total + fp_total else 0.0,
+        "recall": tp_total / total_gt if total_gt else 0.0,
+    }
+
+
+def ocr_exact(gt: dict[str, list[Box]], preds: dict[str, list[Pred]]) -> tuple[float, int]:
+    """Share of text-bearing GT signs that were detected (IoU >= 0.5, any class) and read exactly."""
+    hits = total = 0
+    for name, boxes in gt.items():
+        for b in boxes:
+            expected = classes.get(b.class_id).text
+            if expected is None:
+                continue
+            total += 1
+            best = max(preds.get(name, []), key=lambda p: iou(p.bbox, b.xyxy), default=None)
+            if best is not None and iou(best.bbox, b.xyxy) >= 0.5 and best.text.strip().upper() == expected.upper():
+                hits += 1
+    return (hits / total if total else float("nan")), total
+
+
+def detection_report(gt: dict[str, list[Box]], preds: dict[str, list[Pred]]) -> dict[str, float]:
+    by_class = map50(gt, preds, lambda c: c)
+    by_category = map50(gt, preds, classes.category_index)
+    agnostic = map50(gt, preds, lambda c: 0)
+    exact, n_text = ocr_exact(gt, preds)
+    return {
+        "map50": by_class["map50"],
+        "map50_category": by_category["map50"],
+        "map50_any": agnostic["map50"],
+        "precision": by_class["precision"],
+        "recall": by_class["recall"],
+        "precision_any": agnostic["precision"],
+        "recall_any": agnostic["recall"],
+        "ocr_exact": exact,
+        "ocr_signs": n_text,
+        "signs": sum(len(v) for v in gt.values()),
+    }

@@ -1,0 +1,94 @@
+"""The whole pipeline in one process, through the very functions the workers call."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from roadsigns.detector.service import build_detector, detect_job
+from roadsigns.ocr.reader import SignReader
+from roadsigns.ocr.service import read_job
+from roadsigns.shared.schemas import DetectRequest, SignResult
+from roadsigns.shared.settings import Settings
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def collect_images(paths: list[Path]) -> list[Path]:
+    """Files as given, folders searched recursively for images, in a stable order."""
+    found: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found.extend(sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES))
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise FileNotFoundError(f"no such file or folder: {p}")
+    return found
+
+
+@dataclass
+class Analysis:
+    signs: list[SignResult]
+    timings_ms: dict[str, float]
+    model_versions: dict[str, str]
+    image_size: list[int]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "signs": [s.model_dump(mode="json") for s in self.signs],
+            "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+            "model_versions": self.model_versions,
+            "image_size": self.image_size,
+        }
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, ocr: bool = True) -> None:
+        self.detector = build_detector(settings)
+        self.reader = SignReader(settings.ocr_languages, settings.ocr_min_confidence) if ocr else None
+
+    def analyze(self, data: bytes, job_id: str = "local") -> Analysis:
+        t0 = time.perf_counter()
+        ocr_request = detect_job(
+            DetectRequest(job_id=job_id, blob_key="-", submitted_at=time.time()), data, self.detector
+        )
+        if self.reader is None:
+            signs = [
+                SignResult(
+                    bbox=d.bbox,
+                    class_id=d.class_id,
+                    class_name=d.class_name,
+                    category=d.category,
+                    confidence=d.confidence,
+                    text="",
+                    text_confidence=0.0,
+                )
+                for d in ocr_request.detections
+            ]
+            timings = dict(ocr_request.timings_ms)
+        else:
+            finished = read_job(ocr_request, self.reader)
+            signs, timings = finished.signs, dict(finished.timings_ms)
+        timings.pop("queue_wait_ms", None)
+        timings["total_ms"] = (time.perf_counter() - t0) * 1000
+        return Analysis(signs, timings, ocr_request.model_versions, ocr_request.image_size)
+
+
+def annotate(data: bytes, signs: list[SignResult]) -> np.ndarray:
+    """The photo with every sign's box and a label: class, text read, confidence."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    for s in signs:
+        x1, y1, x2, y2 = (int(round(v)) for v in s.bbox)
+        cv2.rectangle(image, (x1, y1), (x2, y2), (0, 200, 255), 2)
+        label = f"{s.class_name}{' ' + repr(s.text) if s.text else ''} {s.confidence:.2f}"
+        (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+        ty = y1 - 4 if y1 - th - 6 > 0 else y2 + th + 4
+        cv2.rectangle(image, (x1, ty - th - 3), (x1 + tw + 2, ty + 3), (0, 0, 0), -1)
+        cv2.putText(image, label, (x1 + 1, ty), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    return image

@@ -1,0 +1,87 @@
+"""The detector stage as plain functions: build the model from settings, process one job."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import cv2
+import numpy as np
+
+from roadsigns.detector.model import SignDetector
+from roadsigns.shared import classes
+from roadsigns.shared.metrics import MODEL_INFO, MODEL_LOAD_SECONDS
+from roadsigns.shared.schemas import Detection, DetectRequest, OcrRequest
+from roadsigns.shared.settings import Settings
+
+
+def build_detector(settings: Settings) -> SignDetector:
+    """Weights from the registry alias when one is configured, else the configured or shipped files."""
+    det, clf, versions = settings.detector_weights, settings.classifier_weights, None
+    if settings.model_registry_alias and settings.mlflow_tracking_uri:
+        from roadsigns.detector import registry
+
+        det, clf, versions = registry.fetch(settings.mlflow_tracking_uri, settings.model_registry_alias)
+    detector = SignDetector(
+        det,
+        clf,
+        device=settings.device,
+        imgsz=settings.detector_imgsz,
+        conf=settings.detector_conf,
+        crop_scale=1 + settings.crop_margin,
+        versions=versions,
+    )
+    MODEL_LOAD_SECONDS.labels("detector").set(detector.load_seconds)
+    for part, version in detector.versions.items():
+        MODEL_INFO.labels(part, version).set(1)
+    return detector
+
+
+class ImageUnreadable(ValueError):
+    pass
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ImageUnreadable("the stored image could not be decoded")
+    return image
+
+
+def encode_png_b64(crop: np.ndarray) -> str:
+    ok, buf = cv2.imencode(".png", crop)
+    if not ok:
+        raise ValueError("could not encode crop")
+    return base64.b64encode(buf.tobytes()).decode("ascii")
+
+
+def detect_job(request: DetectRequest, image_bytes: bytes, detector: SignDetector) -> OcrRequest:
+    """Find and classify the signs in one photo; the result is the OCR stage's input."""
+    started = time.time()
+    image = decode_image(image_bytes)
+    out = detector.detect(image)
+    detections = []
+    for f in out.signs:
+        cls = classes.get(f.class_id)
+        detections.append(
+            Detection(
+                bbox=[round(v, 1) for v in f.bbox],
+                class_id=f.class_id,
+                class_name=cls.name,
+                category=cls.category,
+                confidence=f.confidence,
+                detector_confidence=f.detector_confidence,
+                class_probability=f.class_probability,
+                crop_png_b64=encode_png_b64(f.crop),
+            )
+        )
+    timings = {"queue_wait_ms": max(0.0, (started - request.submitted_at) * 1000), **out.timings_ms}
+    return OcrRequest(
+        job_id=request.job_id,
+        attempt=request.attempt,
+        submitted_at=request.submitted_at,
+        detections=detections,
+        timings_ms=timings,
+        model_versions=detector.versions,
+        image_size=[int(image.shape[1]), int(image.shape[0])],
+    )

@@ -1,0 +1,39 @@
+"""FastAPI dependencies, as `Annotated` aliases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from celery import Celery
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from roadsigns.shared.blobstore import BlobStore
+from roadsigns.shared.db.session import session_scope
+from roadsigns.shared.settings import Settings
+
+
+@dataclass
+class Services:
+    """Built once in the app's lifespan, disposed on shutdown."""
+
+    settings: Settings
+    engine: Engine
+    celery: Celery
+    blobs: BlobStore
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def get_session(services: Annotated[Services, Depends(get_services)]) -> Iterator[Session]:
+    with session_scope(services.engine) as session:
+        yield session
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+SessionDep = Annotated[Session, Depends(get_session)]

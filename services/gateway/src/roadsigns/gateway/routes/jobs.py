@@ -1,0 +1,131 @@
+"""Jobs: submit a photo, read a job, list jobs, fetch its image and sign crops."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, File, HTTPException, Query, UploadFile
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from roadsigns.gateway import repository
+from roadsigns.gateway.deps import ServicesDep, SessionDep
+from roadsigns.gateway.metrics import ENQUEUE_FAILURES, JOBS_SUBMITTED, UPLOADS_REJECTED
+from roadsigns.gateway.uploads import UploadRejected, validate_image
+from roadsigns.shared.blobstore import BlobNotFound
+from roadsigns.shared.db.session import session_scope
+from roadsigns.shared.schemas import DetectRequest, JobOut, JobPage, JobStatus
+from roadsigns.shared.tasks import TaskName
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+_EXT = {"image/jpeg": "jpg", "image/png": "png"}
+
+
+async def read_upload(file: UploadFile, max_bytes: int) -> bytes:
+    """Read at most one byte past the limit, so an oversized part is refused without being kept."""
+    data = await file.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        UPLOADS_REJECTED.labels("413").inc()
+        raise UploadRejected(413, f"the file is larger than the limit of {max_bytes} bytes")
+    return data
+
+
+def submit(services: ServicesDep, data: bytes, filename: str | None) -> JobOut:
+    """Validate, store the image, record the job, enqueue it. Used by /jobs and /predict."""
+    try:
+        image = validate_image(data, services.settings)
+    except UploadRejected as exc:
+        UPLOADS_REJECTED.labels(str(exc.status)).inc()
+        raise
+    job_id = repository.new_job_id()
+    key = services.blobs.put(f"uploads/{job_id}.{_EXT[image.content_type]}", image.data)
+    with session_scope(services.engine) as session:
+        job = repository.create(
+            session, job_id, (filename or "")[:255] or None, image.content_type, key, image.width, image.height
+        )
+        out = repository.to_out(job, with_signs=False)
+    request = DetectRequest(job_id=job_id, blob_key=key, submitted_at=time.time())
+    try:
+        services.celery.send_task(
+            TaskName.DETECT,
+            args=[request.model_dump(mode="json")],
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2},
+        )
+    except Exception:  # the job is safe in Postgres; the reconciler re-sends it
+        ENQUEUE_FAILURES.inc()
+        log.exception("job %s accepted but not enqueued; the reconciler will retry", job_id)
+    JOBS_SUBMITTED.inc()
+    return out
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobOut,
+    responses={
+        400: {"description": "empty, truncated or corrupt image"},
+        413: {"description": "file or image too large"},
+        415: {"description": "not an image"},
+        422: {"description": "missing `file` field"},
+    },
+)
+async def create_job(services: ServicesDep, file: Annotated[UploadFile, File(description="a photo")]) -> JSONResponse:
+    """Accept a photo; answer 202 with the job and its Location."""
+    data = await read_upload(file, services.settings.max_upload_bytes)
+    out = await run_in_threadpool(submit, services, data, file.filename)
+    return JSONResponse(out.model_dump(mode="json"), status_code=202, headers={"Location": f"/jobs/{out.id}"})
+
+
+@router.get("", response_model=JobPage)
+def list_jobs(
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    status: JobStatus | None = None,
+) -> JobPage:
+    """Jobs, newest first."""
+    jobs, total = repository.page(session, limit, offset, status)
+    return JobPage(
+        items=[repository.to_out(j, with_signs=False) for j in jobs], total=total, limit=limit, offset=offset
+    )
+
+
+def _job_or_404(session: SessionDep, job_id: str):  # type: ignore[no-untyped-def]
+    job = repository.get(session, job_id) if len(job_id) <= 64 else None
+    if job is None:
+        raise HTTPException(404, f"no job with id {job_id!r}")
+    return job
+
+
+@router.get("/{job_id}", response_model=JobOut)
+def get_job(session: SessionDep, job_id: str) -> JobOut:
+    """A job's status; its signs, timings and model versions once done; its error once failed."""
+    return repository.to_out(_job_or_404(session, job_id))
+
+
+@router.get("/{job_id}/image", response_class=Response)
+def get_image(session: SessionDep, services: ServicesDep, job_id: str) -> Response:
+    """The photo as the workers saw it (upright)."""
+    job = _job_or_404(session, job_id)
+    try:
+        return Response(services.blobs.get(job.blob_key), media_type=job.content_type or "image/png")
+    except BlobNotFound:
+        raise HTTPException(410, "the image of this job is no longer stored") from None
+
+
+@router.get("/{job_id}/signs/{index}/crop", response_class=Response)
+def get_crop(session: SessionDep, services: ServicesDep, job_id: str, index: int) -> Response:
+    """One sign's crop, as PNG."""
+    job = _job_or_404(session, job_id)
+    sign = next((s for s in job.signs if s.index == index), None)
+    if sign is None or not sign.crop_key:
+        raise HTTPException(404, f"job {job_id} has no sign {index}")
+    try:
+        return Response(services.blobs.get(sign.crop_key), media_type="image/png")
+    except BlobNotFound:
+        raise HTTPException(410, "this crop is no longer stored") from None

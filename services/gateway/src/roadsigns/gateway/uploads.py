@@ -1,0 +1,100 @@
+"""Upload validation: everything that can be refused is refused here, before a job exists.
+
+Decoding happens once, with Pillow: the header first (size and pixel limits, before any
+pixel is decompressed), then the full image (truncation). A photo that a worker can
+read as-is (JPEG or PNG, 8-bit RGB or grey, no EXIF rotation) is stored untouched;
+anything else is normalised to an upright 8-bit RGB PNG so workers see what users see.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from roadsigns.shared.settings import Settings
+
+# We enforce our own pixel limit before decoding; keep Pillow's bomb check as a backstop.
+Image.MAX_IMAGE_PIXELS = None
+
+
+class UploadRejected(Exception):
+    """A 4xx answer: `status` and a message a person can act on."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class AcceptedImage:
+    data: bytes
+    content_type: str
+    width: int
+    height: int
+
+
+_PASSTHROUGH = {"JPEG": "image/jpeg", "PNG": "image/png"}
+
+
+def validate_image(data: bytes, settings: Settings) -> AcceptedImage:
+    if not data:
+        raise UploadRejected(400, "the uploaded file is empty")
+    if len(data) > settings.max_upload_bytes:
+        raise UploadRejected(413, f"the file is {len(data)} bytes; the limit is {settings.max_upload_bytes} bytes")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise UploadRejected(
+            415, "the file is not an image in a supported format (JPEG, PNG, WebP, BMP, TIFF, GIF)"
+        ) from None
+    except Exception as exc:  # Pillow raises assorted errors on hostile headers
+        raise UploadRejected(400, f"the image header is corrupt: {exc}") from None
+    width, height = img.size
+    if width * height > settings.max_pixels:
+        raise UploadRejected(
+            413, f"the image is {width}x{height} = {width * height} pixels; the limit is {settings.max_pixels} pixels"
+        )
+    if min(width, height) < settings.min_side:
+        raise UploadRejected(
+            422, f"the image is {width}x{height}; each side must be at least {settings.min_side} pixels"
+        )
+    try:
+        img.load()
+    except Exception as exc:  # truncated or corrupt pixel data
+        raise UploadRejected(400, f"the image data is truncated or corrupt: {exc}") from None
+    orientation = img.getexif().get(0x0112, 1) if hasattr(img, "getexif") else 1
+    if (
+        img.format in _PASSTHROUGH
+        and img.mode in ("RGB", "L")
+        and orientation in (None, 1)
+        and not getattr(img, "is_animated", False)
+    ):
+        return AcceptedImage(data, _PASSTHROUGH[img.format], width, height)
+    return _normalise(img)
+
+
+def _normalise(img: Image.Image) -> AcceptedImage:
+    """Upright, first frame, 8-bit RGB, as PNG."""
+    try:
+        img.seek(0)
+    except EOFError:
+        pass
+    img = ImageOps.exif_transpose(img) or img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        img = img.point(lambda v: v / 256).convert("L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        img = background
+    else:
+        img = img.convert("RGB")
+    out = io.BytesIO()
+    img.save(out, format="PNG", compress_level=1)
+    return AcceptedImage(out.getvalue(), "image/png", img.width, img.height)

@@ -1,0 +1,1 @@
+"""OCR worker: reads the text on each sign crop with Tesseract."""

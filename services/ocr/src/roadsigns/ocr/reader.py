@@ -1,0 +1,214 @@
+"""Read the text on a sign crop with OpenCV preprocessing and Tesseract.
+
+The class may choose *how* to read (digits on a speed-limit sign, a known word on a
+STOP sign, free text on anything else) but never supplies the text: a "90" sign,
+which no GTSRB class has, must read "90".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import pytesseract
+
+from roadsigns.shared import classes
+
+# Classes whose face is a number inside a red ring.
+SPEED_CLASSES = {0, 1, 2, 3, 4, 5, 6, 7, 8}
+STOP_CLASS = 14
+# Pictogram-only signs: nothing to read, unless the classifier was unsure of the class.
+_PLAUSIBLE_SPEED = re.compile(r"^(5|[1-9]0|1[0-3]0|[1-9]5)$")
+
+
+@dataclass(frozen=True)
+class Reading:
+    text: str
+    confidence: float  # 0..100, Tesseract's word confidence of the chosen reading
+    mode: str  # which reading strategy produced it
+
+
+def _upscale(gray: np.ndarray, target_h: int) -> np.ndarray:
+    scale = max(1.0, target_h / max(1, gray.shape[0]))
+    return cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+
+
+def _pad(bw: np.ndarray, border: int = 16) -> np.ndarray:
+    return cv2.copyMakeBorder(bw, border, border, border, border, cv2.BORDER_CONSTANT, value=255)
+
+
+def _binarise(gray: np.ndarray, dark_text: bool = True) -> np.ndarray:
+    """Otsu threshold to black text on white, plus a white margin Tesseract likes."""
+    blur = cv2.GaussianBlur(gray, (3, 3), 0)
+    _, bw = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return _pad(bw if dark_text else 255 - bw)
+
+
+def _glyphs(ink: np.ndarray, region: np.ndarray, min_h: float, max_h: float) -> np.ndarray | None:
+    """Keep the connected components of `ink` (255 = ink) that look like characters of the sign.
+
+    The sign's ring, its rim and the background all leave blobs after thresholding,
+    which Tesseract reads as `(`, `|` or `0`. Characters are the blobs that sit inside
+    `region`, do not touch its edge, and are a plausible fraction of the crop's height.
+    """
+    size = ink.shape[0]
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(ink & region, connectivity=8)
+    edge = cv2.morphologyEx(region, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+    keep = np.zeros_like(ink)
+    boxes = []
+    for i in range(1, n):
+        x, y, w, h, area = stats[i]
+        if not (min_h * size <= h <= max_h * size) or w > 0.6 * size or area < 0.15 * w * h:
+            continue
+        component = labels == i
+        if (component & (edge > 0)).any():
+            continue
+        keep[component] = 255
+        boxes.append((x, y, w, h))
+    if not boxes:
+        return None
+    # Characters of one line share a band: drop blobs far off the median row.
+    mid = float(np.median([y + h / 2 for x, y, w, h in boxes]))
+    hmed = float(np.median([h for *_, h in boxes]))
+    for x, y, w, h in boxes:
+        if abs(y + h / 2 - mid) > 0.5 * hmed:
+            keep[y : y + h, x : x + w] = 0
+    ys, xs = np.nonzero(keep)
+    if len(ys) == 0:
+        return None
+    glyphs = 255 - keep[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    return _pad(glyphs, max(8, int(0.3 * (ys.max() - ys.min()))))
+
+
+def _without_red(bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Brightest channel, with red pixels (the ring, even a dim one) painted white, and a non-red mask.
+
+    The face is bright in every channel, the ring bright in red or at least redder
+    than it is green or blue, and the digits dark and grey. What is left dark is ink.
+    """
+    b, g, r = (bgr[..., i].astype(np.int16) for i in range(3))
+    value = np.maximum(np.maximum(b, g), r)
+    redness = r - np.maximum(g, b)
+    red = redness > 25
+    value[red] = 255
+    return value.astype(np.uint8), np.where(red, 0, 255).astype(np.uint8)
+
+
+def _disc(size: int, frac: float) -> np.ndarray:
+    mask = np.zeros((size, size), np.uint8)
+    cv2.circle(mask, (size // 2, size // 2), int(size * frac / 2), 255, -1)
+    return mask
+
+
+def _otsu_ink(gray: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """Dark pixels (255) by Otsu's threshold computed over `region` only."""
+    values = gray[region > 0]
+    if values.size == 0:
+        return np.zeros_like(gray)
+    thr, _ = cv2.threshold(values.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return np.where(gray <= thr, 255, 0).astype(np.uint8)
+
+
+def _tesseract(img: np.ndarray, psm: int, lang: str, whitelist: str | None) -> tuple[str, float]:
+    config = f"--psm {psm} --oem 1"
+    if whitelist:
+        config += f" -c tessedit_char_whitelist={whitelist}"
+    data = pytesseract.image_to_data(img, lang=lang, config=config, output_type=pytesseract.Output.DICT)
+    words, confs = [], []
+    for word, conf in zip(data["text"], data["conf"], strict=False):
+        conf = float(conf)
+        if word.strip() and conf >= 0:
+            words.append(word.strip())
+            confs.append(conf)
+    if not words:
+        return "", 0.0
+    return " ".join(words), float(min(confs))
+
+
+class SignReader:
+    """Chooses a reading strategy from the class; returns what the pixels say."""
+
+    def __init__(self, languages: str = "eng", min_confidence: float = 40.0) -> None:
+        self.languages = languages
+        self.min_confidence = min_confidence
+        self.version = f"tesseract {pytesseract.get_tesseract_version()} ({languages})"
+
+    def read(self, crop_bgr: np.ndarray, class_id: int | None, class_probability: float = 1.0) -> Reading:
+        if crop_bgr is None or crop_bgr.size == 0:
+            return Reading("", 0.0, "empty")
+        sure = class_probability >= 0.5
+        if class_id in SPEED_CLASSES and sure:
+            return self._read_number(crop_bgr)
+        if class_id == STOP_CLASS and sure:
+            return self._read_word(crop_bgr, ("STOP",))
+        if class_id is not None and sure and classes.get(class_id).text is None:
+            return Reading("", 0.0, "pictogram")
+        return self._read_free(crop_bgr)
+
+    def _read_number(self, bgr: np.ndarray) -> Reading:
+        """Black digits inside a red ring.
+
+        The brightest channel separates them from both: the ring is bright in red, the
+        face bright in every channel, the digits dark in all.
+        """
+        size = 192
+        value, not_red = _without_red(cv2.resize(bgr, (size, size), interpolation=cv2.INTER_CUBIC))
+        best = Reading("", 0.0, "digits")
+        for frac in (0.66, 0.76):
+            region = _disc(size, frac)
+            glyphs = _glyphs(_otsu_ink(value, region & not_red), region, 0.14, 0.5)
+            if glyphs is None:
+                continue
+            for psm in (7, 8):
+                text, conf = _tesseract(glyphs, psm, "eng", "0123456789")
+                text = text.replace(" ", "")
+                if text and (bool(_PLAUSIBLE_SPEED.match(text)), conf) > (
+                    bool(_PLAUSIBLE_SPEED.match(best.text)),
+                    best.confidence,
+                ):
+                    best = Reading(text, conf, f"digits/psm{psm}/disc{frac}")
+                if _PLAUSIBLE_SPEED.match(best.text) and best.confidence >= 70:
+                    return best
+        return best
+
+    def _read_word(self, bgr: np.ndarray, words: tuple[str, ...]) -> Reading:
+        """White capitals on a red octagon: the darkest channel is high only on the letters."""
+        size = 192
+        low = cv2.resize(bgr, (size, size), interpolation=cv2.INTER_CUBIC).min(axis=2)
+        region = _disc(size, 0.72)
+        ink = _otsu_ink(255 - low, region)  # letters become the dark side after inversion
+        best = Reading("", 0.0, "word")
+        glyphs = _glyphs(ink, region, 0.08, 0.4)
+        candidates = [glyphs] if glyphs is not None else []
+        candidates.append(_binarise(255 - low))
+        for img in candidates:
+            for psm in (7, 8):
+                text, conf = _tesseract(img, psm, "eng", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+                if text and (text in words, conf) > (best.text in words, best.confidence):
+                    best = Reading(text, conf, f"word/psm{psm}")
+                if best.text in words and best.confidence >= 70:
+                    return best
+        return best
+
+    def _read_free(self, bgr: np.ndarray) -> Reading:
+        """General text (place names, distances) in the configured languages."""
+        gray = _upscale(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), 120)
+        best = Reading("", 0.0, "free")
+        for dark in (True, False):
+            text, conf = _tesseract(_binarise(gray, dark_text=dark), 7, self.languages, None)
+            text = " ".join(text.split())
+            if len(re.sub(r"[^0-9A-Za-zÀ-ÿ]", "", text)) >= 2 and conf > best.confidence:
+                best = Reading(text, conf, f"free/psm7/{'dark' if dark else 'light'}")
+        if best.confidence < self.min_confidence:
+            return Reading("", best.confidence, best.mode)
+        return best
+
+
+def text_matches_class(text: str, class_id: int) -> bool | None:
+    """Whether what was read agrees with what the class says; None for classes without text."""
+    expected = classes.get(class_id).text
+    if expected is None:
+        return None
+    return text.strip().upper() == expected.upper()

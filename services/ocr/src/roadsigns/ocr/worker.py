@@ -1,0 +1,44 @@
+"""Celery app of the OCR pool (queue `ocr`), CPU only.
+
+celery -A roadsigns.ocr.worker worker -Q ocr --concurrency 2
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.signals import worker_init
+
+from roadsigns.ocr.reader import SignReader
+from roadsigns.ocr.service import read_job
+from roadsigns.shared.logs import setup as setup_logging
+from roadsigns.shared.metrics import MODEL_INFO, STAGE_SECONDS, TASK_FAILURES, serve_worker_metrics
+from roadsigns.shared.schemas import JobStatus, OcrRequest
+from roadsigns.shared.settings import get_settings
+from roadsigns.shared.tasks import TaskName, make_celery
+
+settings = get_settings()
+log = setup_logging("ocr")
+app = make_celery("roadsigns-ocr", settings)
+reader = SignReader(settings.ocr_languages, settings.ocr_min_confidence)
+
+
+@worker_init.connect
+def _serve_metrics(**_: Any) -> None:
+    serve_worker_metrics(settings.metrics_port)
+    MODEL_INFO.labels("ocr", reader.version).set(1)
+
+
+@app.task(name=TaskName.OCR)
+def ocr(payload: dict[str, Any]) -> None:
+    request = OcrRequest.model_validate(payload)
+    app.send_task(TaskName.TRACK_STAGE, args=[request.job_id, JobStatus.READING, request.attempt])
+    try:
+        result = read_job(request, reader)
+    except Exception as exc:
+        TASK_FAILURES.labels("ocr").inc()
+        log.exception("job %s: OCR failed", request.job_id)
+        app.send_task(TaskName.TRACK_FAIL, args=[request.job_id, f"ocr: {type(exc).__name__}: {exc}", request.attempt])
+        return
+    STAGE_SECONDS.labels("ocr").observe(result.timings_ms["ocr_ms"] / 1000)
+    app.send_task(TaskName.TRACK_FINISH, args=[result.model_dump(mode="json")])

@@ -1,0 +1,159 @@
+"""Job bookkeeping as plain functions over a SQLAlchemy engine. Every one is idempotent.
+
+Messages can arrive late, twice, or out of order (late acks, redelivery, several
+tracker processes). So a status only moves forward, and `finish` replaces a job's
+signs in one transaction instead of appending them.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine, delete, select, update
+
+from roadsigns.shared.blobstore import BlobStore
+from roadsigns.shared.db.models import Job, Sign
+from roadsigns.shared.db.session import session_scope
+from roadsigns.shared.schemas import STATUS_RANK, TERMINAL, DetectRequest, FinishRequest, JobStatus
+
+log = logging.getLogger(__name__)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def mark_stage(engine: Engine, job_id: str, status: JobStatus) -> bool:
+    """Move a job forward to a running stage; ignore anything that would move it back."""
+    behind = [s.value for s, rank in STATUS_RANK.items() if rank < STATUS_RANK[status]]
+    with session_scope(engine) as s:
+        result = s.execute(
+            update(Job).where(Job.id == job_id, Job.status.in_(behind)).values(status=status.value, updated_at=now())
+        )
+        return result.rowcount > 0
+
+
+def fail(engine: Engine, job_id: str, error: str) -> bool:
+    """Mark a job failed with a readable reason, unless it already finished."""
+    with session_scope(engine) as s:
+        result = s.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status.notin_([t.value for t in TERMINAL]))
+            .values(status=JobStatus.FAILED.value, error=error[:2000], updated_at=now(), finished_at=now())
+        )
+        return result.rowcount > 0
+
+
+@dataclass
+class Finished:
+    job_id: str
+    timings_ms: dict[str, float]
+    model_versions: dict[str, str]
+    n_signs: int
+    mean_confidence: float
+    first_time: bool
+
+
+def finish(engine: Engine, store: BlobStore, request: FinishRequest) -> Finished | None:
+    """Write a job's signs and mark it done. A second delivery rewrites the same rows."""
+    finished_at = now()
+    with session_scope(engine) as s:
+        job = s.execute(select(Job).where(Job.id == request.job_id).with_for_update()).scalar_one_or_none()
+        if job is None:
+            log.warning("finish for unknown job %s ignored", request.job_id)
+            return None
+        if job.status == JobStatus.FAILED.value:
+            log.info("job %s already failed; late result ignored", request.job_id)
+            return None
+        first_time = job.status != JobStatus.DONE.value
+        s.execute(delete(Sign).where(Sign.job_id == job.id))
+        for i, (sign, crop) in enumerate(zip(request.signs, request.crops_png_b64, strict=False)):
+            key = store.put(f"crops/{job.id}/{i}.png", base64.b64decode(crop))
+            x1, y1, x2, y2 = sign.bbox
+            s.add(
+                Sign(
+                    job_id=job.id,
+                    index=i,
+                    x1=x1,
+                    y1=y1,
+                    x2=x2,
+                    y2=y2,
+                    class_id=sign.class_id,
+                    class_name=sign.class_name,
+                    category=sign.category,
+                    confidence=sign.confidence,
+                    text=sign.text,
+                    text_confidence=sign.text_confidence,
+                    text_matches_class=sign.text_matches_class,
+                    crop_key=key,
+                )
+            )
+        created = job.created_at if job.created_at.tzinfo else job.created_at.replace(tzinfo=UTC)
+        timings = {k: round(v, 1) for k, v in request.timings_ms.items()}
+        if first_time or job.finished_at is None:
+            timings["total_ms"] = round((finished_at - created).total_seconds() * 1000, 1)
+        else:
+            timings["total_ms"] = (job.timings_ms or {}).get("total_ms", 0.0)
+            finished_at = job.finished_at
+        job.status = JobStatus.DONE.value
+        job.timings_ms = timings
+        job.model_versions = request.model_versions
+        job.finished_at = finished_at
+        job.updated_at = now()
+        job.error = None
+    confs = [sg.confidence for sg in request.signs]
+    return Finished(
+        request.job_id,
+        timings,
+        request.model_versions,
+        len(request.signs),
+        sum(confs) / len(confs) if confs else 0.0,
+        first_time,
+    )
+
+
+def reconcile(
+    engine: Engine, send_detect: Callable[[DetectRequest], None], stale_after_s: float, max_attempts: int
+) -> dict[str, int]:
+    """Re-enqueue jobs that made no progress for `stale_after_s`; fail those out of attempts.
+
+    Postgres is the source of truth: when Redis loses a message (a restart without
+    persistence, a crash between commit and send), this is what brings the job back.
+    """
+    cutoff = now() - timedelta(seconds=stale_after_s)
+    active = [JobStatus.QUEUED.value, JobStatus.DETECTING.value, JobStatus.READING.value]
+    counts = {"requeued": 0, "failed": 0}
+    with session_scope(engine) as s:
+        stale = (
+            s.execute(
+                select(Job)
+                .where(Job.status.in_(active), Job.updated_at < cutoff)
+                .order_by(Job.updated_at)
+                .limit(500)
+                .with_for_update(skip_locked=True)
+            )
+            .scalars()
+            .all()
+        )
+        for job in stale:
+            if job.attempts >= max_attempts:
+                job.error = (
+                    f"gave up after {job.attempts} attempts: the job stalled while {job.status} "
+                    f"and made no progress for {stale_after_s:.0f} s each time"
+                )
+                job.status = JobStatus.FAILED.value
+                job.finished_at = now()
+                counts["failed"] += 1
+            else:
+                job.attempts += 1
+                job.status = JobStatus.QUEUED.value
+                counts["requeued"] += 1
+            job.updated_at = now()
+        requeue = [(j.id, j.blob_key, j.attempts) for j in stale if j.status == JobStatus.QUEUED.value]
+    for job_id, key, attempt in requeue:
+        send_detect(DetectRequest(job_id=job_id, blob_key=key, submitted_at=now().timestamp(), attempt=attempt))
+    return counts

@@ -1,0 +1,95 @@
+"""Celery app of the tracker pool (queue `track`), plus the reconciler's schedule.
+
+celery -A roadsigns.tracker.worker worker -Q track --concurrency 2
+celery -A roadsigns.tracker.worker beat            # runs the reconciler periodically
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from celery.signals import worker_init
+
+from roadsigns.shared.blobstore import BlobStore
+from roadsigns.shared.db.session import get_engine
+from roadsigns.shared.logs import setup as setup_logging
+from roadsigns.shared.metrics import JOBS_FINISHED, SIGNS_FOUND, STAGE_SECONDS, serve_worker_metrics
+from roadsigns.shared.schemas import DetectRequest, FinishRequest, JobStatus
+from roadsigns.shared.settings import get_settings
+from roadsigns.shared.tasks import TaskName, make_celery
+from roadsigns.tracker import service
+
+settings = get_settings()
+log = setup_logging("tracker")
+app = make_celery("roadsigns-tracker", settings)
+app.conf.beat_schedule = {
+    "reconcile": {"task": str(TaskName.RECONCILE), "schedule": settings.reconcile_every_s},
+}
+_job_logger = None
+
+
+def engine():
+    return get_engine(settings.database_url, "roadsigns-tracker")
+
+
+def job_logger():
+    global _job_logger
+    if _job_logger is None and settings.mlflow_tracking_uri:
+        from roadsigns.tracker.mlflow_log import JobLogger
+
+        _job_logger = JobLogger(settings.mlflow_tracking_uri, settings.mlflow_experiment)
+    return _job_logger
+
+
+@worker_init.connect
+def _serve_metrics(**_: Any) -> None:
+    serve_worker_metrics(settings.metrics_port)
+
+
+@app.task(name=TaskName.TRACK_STAGE)
+def stage(job_id: str, status: str, attempt: int = 1) -> None:
+    service.mark_stage(engine(), job_id, JobStatus(status))
+
+
+@app.task(name=TaskName.TRACK_FAIL)
+def fail(job_id: str, error: str, attempt: int = 1) -> None:
+    if service.fail(engine(), job_id, error):
+        JOBS_FINISHED.labels("failed").inc()
+        log.warning("job %s failed: %s", job_id, error)
+
+
+@app.task(name=TaskName.TRACK_FINISH)
+def finish(payload: dict[str, Any]) -> None:
+    request = FinishRequest.model_validate(payload)
+    done = service.finish(engine(), BlobStore(settings.blob_dir), request)
+    if done is None or not done.first_time:
+        return
+    JOBS_FINISHED.labels("done").inc()
+    for sign in request.signs:
+        SIGNS_FOUND.labels(sign.class_name).inc()
+    STAGE_SECONDS.labels("total").observe(done.timings_ms["total_ms"] / 1000)
+    if settings.mlflow_tracking_uri:
+        # A task of its own: a slow or absent MLflow delays only this, never the job's result.
+        app.send_task(TaskName.TRACK_MLFLOW, args=[asdict(done)])
+
+
+@app.task(name=TaskName.TRACK_MLFLOW, bind=True, max_retries=5)
+def log_to_mlflow(self, finished: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+    try:
+        job_logger().log(service.Finished(**finished))
+    except Exception as exc:
+        log.warning("job %s: MLflow logging failed (%s); retrying", finished["job_id"], exc)
+        raise self.retry(exc=exc, countdown=min(60, 2**self.request.retries)) from None
+
+
+@app.task(name=TaskName.RECONCILE)
+def reconcile() -> dict[str, int]:
+    def send(req: DetectRequest) -> None:
+        app.send_task(TaskName.DETECT, args=[req.model_dump(mode="json")])
+
+    counts = service.reconcile(engine(), send, settings.stale_after_s, settings.max_attempts)
+    if any(counts.values()):
+        log.warning("reconciler: %s", counts)
+        JOBS_FINISHED.labels("failed").inc(counts["failed"])
+    return counts

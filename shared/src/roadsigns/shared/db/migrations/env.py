@@ -1,0 +1,12 @@
+from alembic import context
+from sqlalchemy import create_engine
+
+from roadsigns.shared.db.models import Base
+
+config = context.config
+engine = create_engine(config.get_main_option("sqlalchemy.url"))
+with engine.connect() as connection:
+    context.configure(connection=connection, target_metadata=Base.metadata)
+    with context.begin_transaction():
+        context.run_migrations()
+engine.dispose()

@@ -1,0 +1,106 @@
+"""Messages between the services and the HTTP API's response shapes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    DETECTING = "detecting"
+    READING = "reading"
+    DONE = "done"
+    FAILED = "failed"
+
+
+# A job's status only moves forward; a late or redelivered message cannot move it back.
+STATUS_RANK = {
+    JobStatus.QUEUED: 0,
+    JobStatus.DETECTING: 1,
+    JobStatus.READING: 2,
+    JobStatus.DONE: 3,
+    JobStatus.FAILED: 3,
+}
+TERMINAL = {JobStatus.DONE, JobStatus.FAILED}
+
+
+class DetectRequest(BaseModel):
+    job_id: str
+    blob_key: str
+    submitted_at: float  # unix seconds when the gateway enqueued it
+    attempt: int = 1
+
+
+class Detection(BaseModel):
+    """One sign found by the detector, its crop inline (crops are a few kB)."""
+
+    bbox: list[float] = Field(min_length=4, max_length=4)
+    class_id: int
+    class_name: str
+    category: str
+    confidence: float  # detector confidence x classifier probability
+    detector_confidence: float
+    class_probability: float
+    crop_png_b64: str
+
+
+class OcrRequest(BaseModel):
+    job_id: str
+    attempt: int = 1
+    submitted_at: float
+    detections: list[Detection]
+    timings_ms: dict[str, float]
+    model_versions: dict[str, str]
+    image_size: list[int]
+
+
+class SignResult(BaseModel):
+    bbox: list[float]
+    class_id: int
+    class_name: str
+    category: str
+    confidence: float
+    text: str
+    text_confidence: float
+    text_matches_class: bool | None = None  # None when the class carries no text
+
+
+class FinishRequest(BaseModel):
+    job_id: str
+    attempt: int = 1
+    submitted_at: float
+    signs: list[SignResult]
+    crops_png_b64: list[str]
+    timings_ms: dict[str, float]
+    model_versions: dict[str, str]
+
+
+class SignOut(SignResult):
+    crop_url: str | None = None
+
+
+class JobOut(BaseModel):
+    id: str
+    status: JobStatus
+    filename: str | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+    image_width: int | None = None
+    image_height: int | None = None
+    attempts: int
+    error: str | None = None
+    signs: list[SignOut] | None = None
+    timings_ms: dict[str, float] | None = None
+    model_versions: dict[str, str] | None = None
+    links: dict[str, str] = Field(default_factory=dict)
+
+
+class JobPage(BaseModel):
+    items: list[JobOut]
+    total: int
+    limit: int
+    offset: int

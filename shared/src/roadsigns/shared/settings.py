@@ -1,0 +1,71 @@
+"""Typed settings, read once per process from `ROADSIGNS_*` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything a roadsigns process can be told. Each field maps to `ROADSIGNS_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="ROADSIGNS_", env_file=None, extra="ignore")
+
+    environment: Literal["development", "test", "staging", "production"] = "development"
+    database_url: str = "postgresql+psycopg2://postgres@127.0.0.1:5432/roadsigns"
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    blob_dir: Path = Path("/tmp/roadsigns-blobs")
+
+    # Upload limits: checked by the gateway before a job exists.
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    min_side: int = 16
+
+    # Celery: a visibility timeout well above the longest task, so Redis does not
+    # hand a running task to a second worker.
+    visibility_timeout_s: int = 3600
+    task_time_limit_s: int = 300
+
+    # Reconciler: a job that made no progress for this long is re-enqueued, up to max_attempts.
+    stale_after_s: int = 180
+    max_attempts: int = 3
+    reconcile_every_s: float = 30.0
+
+    # Detector
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    detector_weights: Path | None = None  # default: the shipped file
+    classifier_weights: Path | None = None
+    detector_imgsz: int = 1376
+    detector_conf: float = 0.25
+    crop_margin: float = 0.2  # crops are this much larger than the box on each side, in total
+    model_registry_alias: str | None = None  # e.g. "champion": load models:/NAME@ALIAS from MLflow
+
+    # OCR
+    ocr_languages: str = "eng+deu+fra"
+    ocr_min_confidence: float = 40.0
+
+    # Tracker
+    mlflow_tracking_uri: str | None = None
+    mlflow_experiment: str = "roadsigns-jobs"
+
+    # Gateway
+    predict_timeout_s: float = 60.0
+    cors_origins: list[str] = Field(default_factory=list)
+    metrics_port: int | None = None  # workers: serve /metrics on this port
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.max_upload_bytes <= 0 or self.max_pixels <= 0:
+            raise ValueError("upload limits must be positive")
+        if "*" in self.cors_origins and self.environment in ("staging", "production"):
+            raise ValueError("wildcard CORS is not allowed outside development")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,64 @@
+"""Queue and task names, and the Celery configuration every worker shares.
+
+Processes send tasks by name (`app.send_task(TaskName.DETECT, ...)`), so the gateway
+never imports worker code, and each pool consumes only its own queue.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from celery import Celery
+
+from roadsigns.shared.settings import Settings
+
+
+class Queue(StrEnum):
+    DETECT = "detect"
+    OCR = "ocr"
+    TRACK = "track"
+
+
+class TaskName(StrEnum):
+    DETECT = "roadsigns.detect"
+    OCR = "roadsigns.ocr"
+    TRACK_STAGE = "roadsigns.track.stage"
+    TRACK_FINISH = "roadsigns.track.finish"
+    TRACK_FAIL = "roadsigns.track.fail"
+    TRACK_MLFLOW = "roadsigns.track.mlflow"
+    RECONCILE = "roadsigns.track.reconcile"
+
+
+ROUTES = {
+    TaskName.DETECT: Queue.DETECT,
+    TaskName.OCR: Queue.OCR,
+    TaskName.TRACK_STAGE: Queue.TRACK,
+    TaskName.TRACK_FINISH: Queue.TRACK,
+    TaskName.TRACK_FAIL: Queue.TRACK,
+    TaskName.TRACK_MLFLOW: Queue.TRACK,
+    TaskName.RECONCILE: Queue.TRACK,
+}
+
+
+def make_celery(name: str, settings: Settings) -> Celery:
+    """A Celery app configured for long ML tasks whose results live in Postgres, not Celery."""
+    app = Celery(name, broker=settings.broker_url)
+    app.conf.update(
+        task_routes={str(k): {"queue": str(v)} for k, v in ROUTES.items()},
+        task_default_queue=str(Queue.TRACK),
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        # A task is acknowledged only when it finished; a worker killed mid-task gives it back.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # One task at a time per process, so the queue length tells the autoscaler the truth.
+        worker_prefetch_multiplier=1,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_connection_retry_on_startup=True,
+        task_time_limit=settings.task_time_limit_s,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        worker_hijack_root_logger=False,
+    )
+    return app

@@ -1,0 +1,69 @@
+"""Shared fixtures: one real stack (Postgres, Redis, gateway, workers, MLflow) per test session."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine
+
+from tests.stack import Stack
+
+DATA = Path(__file__).parent / "data"
+PHOTOS = DATA / "photos"
+
+
+def read_gt() -> dict[str, list[tuple[int, int, int, int, int]]]:
+    out: dict[str, list[tuple[int, int, int, int, int]]] = {}
+    for line in (PHOTOS / "gt.txt").read_text().split():
+        name, *vals = line.split(";")
+        out.setdefault(name, []).append(tuple(int(v) for v in vals))  # type: ignore[arg-type]
+    return out
+
+
+def iou(a, b) -> float:  # type: ignore[no-untyped-def]
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Gateway, detector, OCR and tracker workers and MLflow, each its own process."""
+    s = Stack.create(tmp_path_factory.mktemp("stack"))
+    try:
+        s.start_mlflow()
+        for pool, n in (("detector", 1), ("ocr", 1), ("tracker", 1)):
+            s.start_worker(pool, n)
+        s.start_gateway()
+        s.wait_workers_ready(["detector", "ocr", "tracker"])
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture(scope="session")
+def client(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.gateway_url, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def db(stack: Stack):  # type: ignore[no-untyped-def]
+    engine = create_engine(stack.database_url)
+    yield engine
+    engine.dispose()
+
+
+def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 240) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/jobs/{job_id}").json()
+        if job["status"] in ("done", "failed"):
+            return job
+        time.sleep(0.3)
+    raise TimeoutError(f"job {job_id} not finished after {timeout} s: {job}")

@@ -1,0 +1,207 @@
+"""Start the real services as separate processes for the tests: gateway, three Celery
+pools, the reconciler's beat, and an MLflow tracking server.
+
+Each test session gets its own Postgres database, Redis database number and blob
+folder, so it never touches a developer's data.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import redis
+from sqlalchemy import create_engine, text
+
+BIN = Path(sys.executable).parent
+PG_ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check, timeout: float, what: str, interval: float = 0.2):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except Exception as exc:  # noqa: BLE001 - keep polling until the deadline
+            last = exc
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last})")
+
+
+@dataclass
+class Stack:
+    root: Path
+    env: dict[str, str]
+    database_url: str
+    broker_url: str
+    gateway_url: str = ""
+    mlflow_url: str = ""
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, root: Path, redis_db: int = 9, **overrides: str) -> Stack:
+        db = f"roadsigns_test_{uuid.uuid4().hex[:8]}"
+        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{db}"'))
+        admin.dispose()
+        broker = f"redis://127.0.0.1:6379/{redis_db}"
+        redis.Redis.from_url(broker).flushdb()
+        (root / "blobs").mkdir(parents=True, exist_ok=True)
+        (root / "metrics").mkdir(exist_ok=True)
+        env = {
+            **os.environ,
+            "ROADSIGNS_ENVIRONMENT": "test",
+            "ROADSIGNS_DATABASE_URL": f"postgresql+psycopg2://postgres@127.0.0.1:5432/{db}",
+            "ROADSIGNS_BROKER_URL": broker,
+            "ROADSIGNS_BLOB_DIR": str(root / "blobs"),
+            "ROADSIGNS_MAX_UPLOAD_BYTES": str(8 * 1024 * 1024),
+            "ROADSIGNS_MAX_PIXELS": str(30_000_000),
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "PYTHONUNBUFFERED": "1",
+            **overrides,
+        }
+        stack = cls(root, env, env["ROADSIGNS_DATABASE_URL"], broker)
+        subprocess.run([str(BIN / "roadsigns-migrate")], env=env, check=True, capture_output=True)
+        return stack
+
+    def _start(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        log = open(self.root / f"{name}.log", "wb")
+        proc = subprocess.Popen(args, env=env or self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def start_mlflow(self) -> None:
+        port = free_port()
+        self.mlflow_url = f"http://127.0.0.1:{port}"
+        self._start(
+            "mlflow",
+            [
+                str(BIN / "mlflow"),
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+                "--backend-store-uri",
+                f"sqlite:///{self.root}/mlflow.db",
+                "--default-artifact-root",
+                str(self.root / "mlartifacts"),
+            ],
+            env={**self.env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        )
+        self.env["ROADSIGNS_MLFLOW_TRACKING_URI"] = self.mlflow_url
+        wait_until(lambda: httpx.get(f"{self.mlflow_url}/health", timeout=1).status_code == 200, 90, "mlflow")
+
+    def start_gateway(self) -> None:
+        port = free_port()
+        self.gateway_url = f"http://127.0.0.1:{port}"
+        self._start(
+            "gateway",
+            [
+                str(BIN / "uvicorn"),
+                "--factory",
+                "roadsigns.gateway.app:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+        )
+        wait_until(lambda: httpx.get(f"{self.gateway_url}/ready", timeout=2).status_code == 200, 60, "gateway")
+
+    def start_worker(self, pool: str, concurrency: int = 1, extra_env: dict[str, str] | None = None) -> None:
+        module = {
+            "detector": "roadsigns.detector.worker",
+            "ocr": "roadsigns.ocr.worker",
+            "tracker": "roadsigns.tracker.worker",
+        }[pool]
+        queue = {"detector": "detect", "ocr": "ocr", "tracker": "track"}[pool]
+        self._start(
+            pool,
+            [
+                str(BIN / "celery"),
+                "-A",
+                module,
+                "worker",
+                "-Q",
+                queue,
+                "-c",
+                str(concurrency),
+                "-n",
+                f"{pool}-{uuid.uuid4().hex[:6]}@%h",
+                "-l",
+                "INFO",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            env={**self.env, **(extra_env or {})},
+        )
+
+    def start_beat(self) -> None:
+        self._start(
+            "beat",
+            [
+                str(BIN / "celery"),
+                "-A",
+                "roadsigns.tracker.worker",
+                "beat",
+                "-s",
+                str(self.root / "celerybeat-schedule"),
+                "-l",
+                "INFO",
+            ],
+        )
+
+    def wait_workers_ready(self, pools: list[str], timeout: float = 180) -> None:
+        def ready() -> bool:
+            return all(b"ready." in (self.root / f"{p}.log").read_bytes() for p in pools)
+
+        wait_until(ready, timeout, f"workers {pools}", interval=0.5)
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+    def close(self) -> None:
+        for name in reversed(list(self.procs)):  # clients first, MLflow last
+            self.stop(name)
+        engine = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            db = self.database_url.rsplit("/", 1)[1]
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+        engine.dispose()
+        shutil.rmtree(self.root / "blobs", ignore_errors=True)
+
+    def log(self, name: str) -> str:
+        return (self.root / f"{name}.log").read_text(errors="replace")[-4000:]

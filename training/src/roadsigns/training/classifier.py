@@ -1,0 +1,108 @@
+"""Train the 43-class crop classifier on GTSRB-format crops, split by physical sign."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from roadsigns.detector.classifier_net import SignNet, standardise
+
+
+def split_by_track(
+    labels: np.ndarray, track: np.ndarray, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of train and validation crops; every frame of a physical sign lands on one side."""
+    rng = np.random.default_rng(seed)
+    train_idx, val_idx = [], []
+    for cls in np.unique(labels):
+        tracks = np.unique(track[labels == cls])
+        rng.shuffle(tracks)
+        n_val = max(1, round(len(tracks) * val_fraction))
+        val_tracks = set(tracks[:n_val].tolist())
+        members = np.flatnonzero(labels == cls)
+        is_val = np.array([t in val_tracks for t in track[members]])
+        val_idx.append(members[is_val])
+        train_idx.append(members[~is_val])
+    return np.concatenate(train_idx), np.concatenate(val_idx)
+
+
+def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Small rotations, scale changes, shifts and contrast changes, as a camera would give."""
+    n = x.shape[0]
+    angle = (torch.rand(n, generator=gen) - 0.5) * 2 * math.radians(12)
+    scale = 1 + (torch.rand(n, generator=gen) - 0.5) * 0.2
+    shift = (torch.rand(n, 2, generator=gen) - 0.5) * 0.2
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+    gain = 1 + (torch.rand(n, 1, 1, 1, generator=gen) - 0.5) * 0.4
+    return x * gain
+
+
+def evaluate(model: SignNet, images: np.ndarray, labels: np.ndarray, batch: int = 512) -> float:
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            logits = model(torch.from_numpy(standardise(images[i : i + batch])))
+            correct += int((logits.argmax(1).numpy() == labels[i : i + batch]).sum())
+    return correct / max(1, len(images))
+
+
+def train(
+    images: np.ndarray,
+    labels: np.ndarray,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    cfg: dict[str, Any],
+    seed: int,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> tuple[SignNet, float]:
+    """Train with AdamW, a cosine schedule and label smoothing; return the best model by val accuracy."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = SignNet()
+    x_train = torch.from_numpy(standardise(images[train_idx]))
+    y_train = torch.from_numpy(labels[train_idx].astype(np.int64))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    steps = cfg["epochs"] * math.ceil(len(x_train) / cfg["batch"])
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg["lr"], total_steps=steps, pct_start=0.15)
+    best_acc, best_state = -1.0, None
+    for epoch in range(cfg["epochs"]):
+        model.train()
+        t0 = time.perf_counter()
+        order = torch.randperm(len(x_train), generator=gen)
+        total_loss = 0.0
+        for i in range(0, len(order), cfg["batch"]):
+            idx = order[i : i + cfg["batch"]]
+            logits = model(_augment(x_train[idx], gen))
+            loss = F.cross_entropy(logits, y_train[idx], label_smoothing=cfg["label_smoothing"])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total_loss += float(loss) * len(idx)
+        val_acc = evaluate(model, images[val_idx], labels[val_idx]) if len(val_idx) else 0.0
+        if val_acc >= best_acc:
+            best_acc = val_acc
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if on_epoch is not None:
+            on_epoch(
+                epoch,
+                {
+                    "train_loss": total_loss / len(order),
+                    "val_accuracy": val_acc,
+                    "epoch_seconds": time.perf_counter() - t0,
+                },
+            )
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    model.eval()
+    return model, best_acc

@@ -1,0 +1,170 @@
+"""`roadsigns-train`: data -> detector + classifier -> shipped files, tracked in MLflow.
+
+One command, parameters in a YAML file (training/config.yaml). Every run logs its
+parameters, per-epoch metrics, the model files and the evaluation report to MLflow,
+and registers both models in the MLflow Model Registry under an alias.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from roadsigns.training import classifier as clf_train
+from roadsigns.training import detector as det_train
+from roadsigns.training.gtsdb import read_gt, split_names
+
+
+def _metric_name(key: str) -> str:
+    return re.sub(r"[^0-9A-Za-z_\-./ ]", "_", key).strip("_")
+
+
+def load_config(path: Path, overrides: list[str]) -> dict[str, Any]:
+    cfg = yaml.safe_load(Path(path).read_text())
+    for item in overrides:  # section.key=value, value parsed as YAML
+        key, _, raw = item.partition("=")
+        node = cfg
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = yaml.safe_load(raw)
+    return cfg
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def run(cfg: dict[str, Any], stages: set[str], alias: str) -> dict[str, Any]:
+    import mlflow
+
+    data = cfg["data"]
+    seed = int(data["seed"])
+    work = Path(cfg["work_dir"])
+    work.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(cfg["output_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(work / 'mlflow.db').resolve()}")
+    mlflow.set_experiment(os.environ.get("ROADSIGNS_MLFLOW_EXPERIMENT", "roadsigns-training"))
+    summary: dict[str, Any] = {}
+    with mlflow.start_run() as active:
+        summary["run_id"] = active.info.run_id
+        mlflow.log_params({k: v for k, v in _flatten(cfg).items() if len(str(v)) < 500})
+        mlflow.log_param("stages", ",".join(sorted(stages)))
+
+        if "detector" in stages:
+            images_dir = Path(data["gtsdb_images"])
+            gt = read_gt(Path(data["gtsdb_gt"]))
+            names = sorted(p.name for p in images_dir.iterdir() if p.suffix.lower() in {".jpg", ".png", ".ppm"})
+            train_names, val_names = split_names(names, float(data["val_fraction_photos"]), seed)
+            (work / "detector-val.txt").write_text("\n".join(val_names) + "\n")
+            mlflow.log_text("\n".join(val_names), "splits/detector-val-photos.txt")
+            det_cfg = dict(cfg["detector"], seed=seed)
+            data_yaml = det_train.prepare(images_dir, gt, train_names, val_names, det_cfg, work, seed)
+
+            def on_det_epoch(trainer: Any) -> None:
+                metrics = {_metric_name(f"detector/{k}"): float(v) for k, v in trainer.metrics.items()}
+                mlflow.log_metrics(metrics, step=int(trainer.epoch))
+
+            t0 = time.perf_counter()
+            best = det_train.train(data_yaml, det_cfg, work, on_epoch=on_det_epoch)
+            mlflow.log_metric("detector/train_seconds", time.perf_counter() - t0)
+            shutil.copyfile(best, out_dir / "detector.pt")
+            mlflow.log_artifact(str(out_dir / "detector.pt"), "detector")
+            summary["detector"] = str(out_dir / "detector.pt")
+
+        if "classifier" in stages:
+            import torch
+
+            npz = np.load(data["gtsrb_npz"])
+            images, labels, track = npz["images"], npz["labels"].astype(np.int64), npz["track"]
+            train_idx, val_idx = clf_train.split_by_track(labels, track, float(data["val_fraction_tracks"]), seed)
+            np.save(work / "classifier-val-idx.npy", val_idx)
+
+            def on_clf_epoch(epoch: int, metrics: dict[str, float]) -> None:
+                mlflow.log_metrics({f"classifier/{k}": v for k, v in metrics.items()}, step=epoch)
+
+            t0 = time.perf_counter()
+            model, best_acc = clf_train.train(
+                images, labels, train_idx, val_idx, cfg["classifier"], seed, on_epoch=on_clf_epoch
+            )
+            mlflow.log_metric("classifier/train_seconds", time.perf_counter() - t0)
+            mlflow.log_metric("classifier/best_val_accuracy", best_acc)
+            torch.save(model.state_dict(), out_dir / "classifier.pt")
+            mlflow.log_artifact(str(out_dir / "classifier.pt"), "classifier")
+            summary["classifier"] = str(out_dir / "classifier.pt")
+            summary["classifier_val_accuracy"] = best_acc
+
+        if "register" in stages:
+            summary["registered"] = register(active.info.run_id, cfg["registry_names"], stages, alias)
+        mlflow.log_dict(summary, "summary.json")
+    return summary
+
+
+def register(run_id: str, names: dict[str, str], stages: set[str], alias: str) -> dict[str, str]:
+    """Register each model file logged by this run and point `alias` at the new version."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    run = client.get_run(run_id)
+    versions = {}
+    for part in ("detector", "classifier"):
+        if part not in stages:
+            continue
+        try:
+            client.create_registered_model(names[part])
+        except MlflowException:
+            pass  # already registered by an earlier run
+        # The files are plain weights, not an MLflow "flavor": register the artifact folder itself.
+        mv = client.create_model_version(names[part], f"{run.info.artifact_uri}/{part}", run_id=run_id)
+        client.set_registered_model_alias(names[part], alias, mv.version)
+        versions[part] = f"{names[part]}/{mv.version}"
+    return versions
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="roadsigns-train", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=Path("training/config.yaml"))
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value, e.g. --set detector.epochs=2",
+    )
+    parser.add_argument(
+        "--stages",
+        default="detector,classifier,register",
+        help="comma-separated subset of detector,classifier,register",
+    )
+    parser.add_argument("--alias", default="candidate", help="registry alias given to the new versions")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.set)
+    except (OSError, KeyError, yaml.YAMLError) as exc:
+        print(f"roadsigns-train: bad config: {exc}", file=sys.stderr)
+        return 2
+    summary = run(cfg, set(args.stages.split(",")), args.alias)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
