@@ -1,0 +1,123 @@
+"""The `roadsigns` command: analyze and evaluate in one process, and its errors on bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from roadsigns.cli.groundtruth import read_gt
+from roadsigns.cli.metrics import Pred, average_precision, detection_report
+from tests.conftest import PHOTOS
+
+ROADSIGNS = str(Path(sys.executable).parent / "roadsigns")
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([ROADSIGNS, *args, "--quiet"], capture_output=True, text=True, timeout=600)
+
+
+def test_analyze_writes_json_and_annotated_images(tmp_path: Path) -> None:
+    out = run(
+        "analyze",
+        str(PHOTOS / "00330.jpg"),
+        str(PHOTOS / "00121.jpg"),
+        "--annotate",
+        str(tmp_path),
+        "-o",
+        str(tmp_path / "r.json"),
+    )
+    assert out.returncode == 0, out.stderr
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert [Path(r["file"]).name for r in results] == ["00330.jpg", "00121.jpg"]
+    assert any(s["class_id"] == 2 and s["text"] == "50" for s in results[0]["signs"])
+    assert any(s["class_id"] == 7 for s in results[1]["signs"])
+    annotated = cv2.imread(str(tmp_path / "00330.jpg"))
+    assert annotated.shape == cv2.imread(str(PHOTOS / "00330.jpg")).shape
+
+
+def test_evaluate_detection_on_the_sample_photos() -> None:
+    out = run("evaluate", "detection", "--images", str(PHOTOS), "--gt", str(PHOTOS / "gt.txt"))
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    for key in (
+        "map50",
+        "map50_category",
+        "map50_any",
+        "precision",
+        "recall",
+        "ocr_exact",
+        "images",
+        "seconds_per_image",
+    ):
+        assert key in report
+    assert report["images"] == 5 and report["signs"] == 10
+    assert report["map50_any"] >= 0.7  # two of the ten signs are 20 px wide: see README
+
+
+def test_evaluate_classification_on_real_crops(tmp_path: Path) -> None:
+    # 32x32 RGB crops of the sample photos' signs, cut as GTSRB cuts them (a 10% margin).
+    images, labels = [], []
+    for name, boxes in read_gt(PHOTOS / "gt.txt").items():
+        photo = cv2.imread(str(PHOTOS / name))
+        for b in boxes:
+            m = (b.right - b.left) // 10
+            crop = photo[max(0, b.top - m) : b.bottom + m, max(0, b.left - m) : b.right + m]
+            images.append(cv2.cvtColor(cv2.resize(crop, (32, 32), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB))
+            labels.append(b.class_id)
+    np.savez(tmp_path / "crops.npz", images=np.stack(images), labels=np.array(labels, np.uint8))
+    out = run("evaluate", "classification", "--npz", str(tmp_path / "crops.npz"))
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["n"] == 10
+    assert report["accuracy"] >= 0.7
+
+
+@pytest.mark.parametrize(
+    "make_args, message",
+    [
+        (
+            lambda d: ["evaluate", "detection", "--images", str(d / "nope"), "--gt", str(PHOTOS / "gt.txt")],
+            "is not a folder",
+        ),
+        (lambda d: ["evaluate", "detection", "--images", str(PHOTOS), "--gt", str(d / "bad.txt")], "expected 6"),
+        (lambda d: ["evaluate", "classification", "--npz", str(d / "bad.npz")], "need an .npz"),
+        (lambda d: ["evaluate", "classification", "--npz", str(d / "flat.npz")], "must be N x H x W x 3"),
+        (lambda d: ["analyze", str(d / "missing.jpg")], "no such file"),
+    ],
+)
+def test_malformed_input_exits_nonzero_with_a_message(tmp_path: Path, make_args, message) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "bad.txt").write_text("00001.jpg;1;2;3\n")
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    np.savez(tmp_path / "flat.npz", images=np.zeros((3, 32), np.uint8), labels=np.zeros(3, np.uint8))
+    out = run(*make_args(tmp_path))
+    assert out.returncode == 2
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_average_precision_known_cases() -> None:
+    assert average_precision(np.array([1.0, 1.0]), 2) == pytest.approx(1.0)
+    # A false positive ranked first: the precision envelope is 2/3 at both recall steps.
+    assert average_precision(np.array([0.0, 1.0, 1.0]), 2) == pytest.approx(2 / 3)
+    assert average_precision(np.array([1.0]), 2) == pytest.approx(0.5)
+
+
+def test_detection_report_counts_classes_categories_and_text() -> None:
+    gt = read_gt(PHOTOS / "gt.txt")
+    perfect = {n: [Pred(b.xyxy, b.class_id, 0.9, "50" if b.class_id == 2 else "") for b in bs] for n, bs in gt.items()}
+    report = detection_report(gt, perfect)
+    assert report["map50"] == pytest.approx(1.0) and report["recall"] == 1.0 and report["precision"] == 1.0
+    # Text-bearing signs here: 30, 20, 50, 70, 70, 100; only the 50 was "read".
+    assert report["ocr_signs"] == 6 and report["ocr_exact"] == pytest.approx(1 / 6)
+    # Wrong class, right category (speed limit 30 -> 50): class mAP drops, category mAP does not.
+    swapped = {
+        n: [Pred(p.bbox, 2 if p.class_id == 1 else p.class_id, p.score) for p in ps] for n, ps in perfect.items()
+    }
+    r2 = detection_report(gt, swapped)
+    assert r2["map50"] < 1.0 and r2["map50_category"] == pytest.approx(1.0) and r2["map50_any"] == pytest.approx(1.0)

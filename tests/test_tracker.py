@@ -1,0 +1,125 @@
+"""Tracker bookkeeping against a real Postgres: forward-only status, idempotent finish, reconciler."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from sqlalchemy import Engine, create_engine, func, select, text, update
+
+from roadsigns.shared.blobstore import BlobStore
+from roadsigns.shared.db.migrate import upgrade
+from roadsigns.shared.db.models import Job, Sign
+from roadsigns.shared.db.session import session_scope
+from roadsigns.shared.schemas import DetectRequest, FinishRequest, JobStatus, SignResult
+from roadsigns.tracker import service
+from tests.stack import PG_ADMIN
+
+
+@pytest.fixture()
+def engine() -> Iterator[Engine]:
+    """A fresh database with the schema applied by the real migration step."""
+    name = f"roadsigns_unit_{uuid.uuid4().hex[:8]}"
+    url = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+    upgrade(url)  # creates the database too
+    engine = create_engine(url)
+    yield engine
+    engine.dispose()
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _job(engine: Engine, status: JobStatus = JobStatus.QUEUED) -> str:
+    job_id = uuid.uuid4().hex
+    with session_scope(engine) as s:
+        s.add(Job(id=job_id, status=status.value, blob_key=f"uploads/{job_id}.jpg", attempts=1))
+    return job_id
+
+
+def _finish_request(job_id: str, n: int) -> FinishRequest:
+    ok, png = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))
+    crop = base64.b64encode(png.tobytes()).decode()
+    signs = [
+        SignResult(
+            bbox=[i, i, i + 10, i + 10],
+            class_id=2,
+            class_name="speed limit 50",
+            category="prohibitory",
+            confidence=0.9,
+            text="50",
+            text_confidence=90,
+            text_matches_class=True,
+        )
+        for i in range(n)
+    ]
+    return FinishRequest(
+        job_id=job_id,
+        submitted_at=0,
+        signs=signs,
+        crops_png_b64=[crop] * n,
+        timings_ms={"detect_ms": 10.0, "ocr_ms": 5.0},
+        model_versions={"detector": "x"},
+    )
+
+
+def _status(engine: Engine, job_id: str) -> str:
+    with session_scope(engine) as s:
+        return s.get(Job, job_id).status
+
+
+def test_status_only_moves_forward(engine: Engine) -> None:
+    job_id = _job(engine)
+    assert service.mark_stage(engine, job_id, JobStatus.READING)
+    assert not service.mark_stage(engine, job_id, JobStatus.DETECTING)  # late message
+    assert _status(engine, job_id) == "reading"
+
+
+def test_finish_twice_writes_each_sign_once(engine: Engine, tmp_path: Path) -> None:
+    job_id = _job(engine)
+    store = BlobStore(tmp_path)
+    first = service.finish(engine, store, _finish_request(job_id, 3))
+    again = service.finish(engine, store, _finish_request(job_id, 3))  # a redelivered message
+    assert first is not None and first.first_time
+    assert again is not None and not again.first_time
+    assert again.timings_ms["total_ms"] == first.timings_ms["total_ms"]
+    with session_scope(engine) as s:
+        assert s.execute(select(func.count()).select_from(Sign).where(Sign.job_id == job_id)).scalar() == 3
+    assert _status(engine, job_id) == "done"
+    assert store.exists(f"crops/{job_id}/2.png")
+
+
+def test_failed_job_ignores_a_late_result(engine: Engine, tmp_path: Path) -> None:
+    job_id = _job(engine)
+    assert service.fail(engine, job_id, "detector: image unreadable")
+    assert service.finish(engine, BlobStore(tmp_path), _finish_request(job_id, 1)) is None
+    assert not service.fail(engine, job_id, "again")
+    with session_scope(engine) as s:
+        job = s.get(Job, job_id)
+        assert job.status == "failed" and job.error == "detector: image unreadable"
+
+
+def test_reconciler_requeues_stale_jobs_then_gives_up(engine: Engine) -> None:
+    stale, fresh = _job(engine, JobStatus.DETECTING), _job(engine)
+    with session_scope(engine) as s:
+        s.execute(update(Job).where(Job.id == stale).values(updated_at=func.now() - timedelta(minutes=10)))
+    sent: list[DetectRequest] = []
+    counts = service.reconcile(engine, sent.append, stale_after_s=60, max_attempts=2)
+    assert counts == {"requeued": 1, "failed": 0}
+    assert [r.job_id for r in sent] == [stale] and sent[0].attempt == 2
+    assert _status(engine, stale) == "queued" and _status(engine, fresh) == "queued"
+
+    with session_scope(engine) as s:
+        s.execute(update(Job).where(Job.id == stale).values(updated_at=func.now() - timedelta(minutes=10)))
+    counts = service.reconcile(engine, sent.append, stale_after_s=60, max_attempts=2)
+    assert counts == {"requeued": 0, "failed": 1}
+    with session_scope(engine) as s:
+        job = s.get(Job, stale)
+        assert job.status == "failed" and "gave up after 2 attempts" in job.error
