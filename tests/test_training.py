@@ -1,0 +1,98 @@
+"""The training pipeline on a tiny data set: it trains, logs to MLflow, registers versions,
+and a detector built from the registry alias serves them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from roadsigns.cli.groundtruth import read_gt
+from tests.conftest import PHOTOS
+
+BIN = Path(sys.executable).parent
+
+
+def _tiny_npz(path: Path) -> None:
+    """Crops of the sample photos' signs, jittered into 8 frames per physical sign (a 'track')."""
+    rng = np.random.default_rng(0)
+    images, labels, track = [], [], []
+    for t, (name, boxes) in enumerate(read_gt(PHOTOS / "gt.txt").items()):
+        photo = cv2.imread(str(PHOTOS / name))
+        for k, b in enumerate(boxes):
+            for _ in range(8):
+                m = (b.right - b.left) // 10 + int(rng.integers(0, 3))
+                crop = photo[max(0, b.top - m) : b.bottom + m, max(0, b.left - m) : b.right + m]
+                images.append(cv2.cvtColor(cv2.resize(crop, (32, 32)), cv2.COLOR_BGR2RGB))
+                labels.append(b.class_id)
+                track.append(t * 10 + k)
+    np.savez(path, images=np.stack(images), labels=np.array(labels, np.uint8), track=np.array(track, np.int32))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("train")
+    _tiny_npz(root / "crops.npz")
+    config = yaml.safe_load(Path("training/config.yaml").read_text())
+    config["data"].update(
+        gtsdb_images=str(PHOTOS),
+        gtsdb_gt=str(PHOTOS / "gt.txt"),
+        gtsrb_npz=str(root / "crops.npz"),
+        val_fraction_photos=0.4,
+        val_fraction_tracks=0.3,
+    )
+    config["detector"].update(epochs=1, batch=4)
+    config["classifier"].update(epochs=2, batch=32)
+    config.update(output_dir=str(root / "weights"), work_dir=str(root / "work"))
+    (root / "config.yaml").write_text(yaml.safe_dump(config))
+    tracking = f"sqlite:///{root}/mlflow.db"
+    out = subprocess.run(
+        [str(BIN / "roadsigns-train"), "--config", str(root / "config.yaml"), "--alias", "test"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={"MLFLOW_TRACKING_URI": tracking, "PATH": str(BIN), "HOME": str(root), "MLFLOW_DISABLE_TELEMETRY": "true"},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return {"root": root, "tracking": tracking, "summary": json.loads(out.stdout)}
+
+
+def test_training_writes_model_files(trained: dict) -> None:
+    weights = trained["root"] / "weights"
+    assert (weights / "detector.pt").stat().st_size > 1_000_000
+    assert (weights / "classifier.pt").stat().st_size > 100_000
+
+
+def test_training_run_is_tracked_in_mlflow(trained: dict) -> None:
+    client = MlflowClient(trained["tracking"])
+    run = client.get_run(trained["summary"]["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["detector.epochs"] == "1"
+    assert len(client.get_metric_history(run.info.run_id, "classifier/val_accuracy")) == 2
+    assert client.get_metric_history(run.info.run_id, "detector/metrics/mAP50_B")
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"detector", "classifier", "summary.json"} <= artifacts
+
+
+def test_versions_registered_with_alias_and_served(trained: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = MlflowClient(trained["tracking"])
+    for name in ("roadsigns-detector", "roadsigns-classifier"):
+        version = client.get_model_version_by_alias(name, "test")
+        assert version.run_id == trained["summary"]["run_id"]
+
+    from roadsigns.detector.service import build_detector
+    from roadsigns.shared.settings import Settings
+
+    settings = Settings(mlflow_tracking_uri=trained["tracking"], model_registry_alias="test", detector_imgsz=640)
+    detector = build_detector(settings)
+    assert detector.versions["detector"].startswith("roadsigns-detector/")
+    assert detector.versions["detector"].endswith("@test")
+    out = detector.detect(cv2.imread(str(PHOTOS / "00330.jpg")))
+    assert isinstance(out.signs, list)
