@@ -47,6 +47,30 @@ def wait_until(check, timeout: float, what: str, interval: float = 0.2):  # type
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last})")
 
 
+_CLAIMED: list[object] = []  # open lock files, held for the life of the test process
+
+
+def claim_redis_db() -> int:
+    """A Redis database number no other test session on this machine is using.
+
+    Test sessions that ran side by side on one database consumed each other's tasks;
+    an exclusive lock file per database number keeps them apart. Database 0 is left
+    to `make dev`.
+    """
+    import fcntl
+
+    for number in range(1, 16):
+        handle = open(f"/tmp/roadsigns-test-redis-db-{number}.lock", "w")  # noqa: SIM115 - held open
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        _CLAIMED.append(handle)
+        return number
+    raise RuntimeError("all Redis databases 1-15 are claimed by other test sessions")
+
+
 @dataclass
 class Stack:
     root: Path
@@ -56,14 +80,17 @@ class Stack:
     gateway_url: str = ""
     mlflow_url: str = ""
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    metrics_ports: dict[str, int] = field(default_factory=dict)  # worker pool -> its /metrics port
 
     @classmethod
-    def create(cls, root: Path, redis_db: int = 9, **overrides: str) -> Stack:
+    def create(cls, root: Path, redis_db: int | None = None, **overrides: str) -> Stack:
         db = f"roadsigns_test_{uuid.uuid4().hex[:8]}"
         admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{db}"'))
         admin.dispose()
+        if redis_db is None:
+            redis_db = claim_redis_db()
         broker = f"redis://127.0.0.1:6379/{redis_db}"
         redis.Redis.from_url(broker).flushdb()
         (root / "blobs").mkdir(parents=True, exist_ok=True)
@@ -76,6 +103,7 @@ class Stack:
             "ROADSIGNS_BLOB_DIR": str(root / "blobs"),
             "ROADSIGNS_MAX_UPLOAD_BYTES": str(8 * 1024 * 1024),
             "ROADSIGNS_MAX_PIXELS": str(30_000_000),
+            "ROADSIGNS_WEBHOOK_SECRET": "test-webhook-secret",
             "MLFLOW_DISABLE_TELEMETRY": "true",
             "PYTHONUNBUFFERED": "1",
             **overrides,
@@ -138,6 +166,16 @@ class Stack:
             "tracker": "roadsigns.tracker.worker",
         }[pool]
         queue = {"detector": "detect", "ocr": "ocr", "tracker": "track"}[pool]
+        # Each pool serves /metrics merged over its prefork children, from a samples folder of its own
+        # that starts empty (stale files from a killed process would otherwise be counted again).
+        metrics_dir = self.root / "metrics" / pool
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        self.metrics_ports[pool] = free_port()
+        metrics_env = {
+            "ROADSIGNS_METRICS_PORT": str(self.metrics_ports[pool]),
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        }
         self._start(
             pool,
             [
@@ -156,7 +194,7 @@ class Stack:
                 "--without-mingle",
                 "--without-gossip",
             ],
-            env={**self.env, **(extra_env or {})},
+            env={**self.env, **metrics_env, **(extra_env or {})},
         )
 
     def start_beat(self) -> None:

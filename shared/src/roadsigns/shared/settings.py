@@ -37,6 +37,7 @@ class Settings(BaseSettings):
 
     # Detector
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    backend: Literal["torch", "onnx"] = "torch"  # onnx: ONNX Runtime on the CPU
     detector_weights: Path | None = None  # default: the shipped file
     classifier_weights: Path | None = None
     detector_imgsz: int = 1376
@@ -52,7 +53,13 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = None
     mlflow_experiment: str = "roadsigns-jobs"
 
+    # Completion webhooks: body signed with HMAC-SHA256 under this secret, retried with backoff.
+    webhook_secret: str | None = None
+    webhook_max_attempts: int = 6
+    webhook_timeout_s: float = 5.0
+
     # Gateway
+    api_keys: list[str] = Field(default_factory=list)  # when set, /jobs and /predict need X-API-Key
     predict_timeout_s: float = 60.0
     cors_origins: list[str] = Field(default_factory=list)
     metrics_port: int | None = None  # workers: serve /metrics on this port

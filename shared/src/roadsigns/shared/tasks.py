@@ -26,6 +26,7 @@ class TaskName(StrEnum):
     TRACK_FINISH = "roadsigns.track.finish"
     TRACK_FAIL = "roadsigns.track.fail"
     TRACK_MLFLOW = "roadsigns.track.mlflow"
+    TRACK_WEBHOOK = "roadsigns.track.webhook"
     RECONCILE = "roadsigns.track.reconcile"
 
 
@@ -36,6 +37,7 @@ ROUTES = {
     TaskName.TRACK_FINISH: Queue.TRACK,
     TaskName.TRACK_FAIL: Queue.TRACK,
     TaskName.TRACK_MLFLOW: Queue.TRACK,
+    TaskName.TRACK_WEBHOOK: Queue.TRACK,
     TaskName.RECONCILE: Queue.TRACK,
 }
 

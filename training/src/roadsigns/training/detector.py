@@ -49,16 +49,24 @@ def prepare(
     return data_yaml
 
 
-def train(data_yaml: Path, cfg: dict[str, Any], work: Path, on_epoch=None) -> Path:
-    """Run ultralytics training on CPU or GPU; return the best checkpoint."""
+def train(data_yaml: Path, cfg: dict[str, Any], work: Path, resume: Path | None = None) -> tuple[Path, Path]:
+    """Run ultralytics training on CPU or GPU; return the best checkpoint and the per-epoch results.csv.
+
+    `time_hours` caps the training time: ultralytics then fits the number of epochs (and
+    the learning-rate schedule) to it. `resume` continues an interrupted run from its
+    `last.pt`, up to `epochs` in total (which may be fewer than first planned).
+    """
     from roadsigns.detector import offline
 
     offline.configure()
     from ultralytics import YOLO
 
+    if resume is not None:
+        _set_total_epochs(resume, cfg["epochs"])
+        model = YOLO(str(resume))
+        model.train(resume=True, device=cfg.get("device", "cpu"))
+        return _outputs(model)
     model = YOLO(str(resolve_weights(cfg["start_weights"])))
-    if on_epoch is not None:
-        model.add_callback("on_fit_epoch_end", on_epoch)
     model.train(
         data=str(data_yaml),
         imgsz=cfg["imgsz"],
@@ -75,8 +83,23 @@ def train(data_yaml: Path, cfg: dict[str, Any], work: Path, on_epoch=None) -> Pa
         mosaic=1.0,
         verbose=False,
         seed=cfg.get("seed", 0),
+        time=cfg.get("time_hours"),
     )
+    return _outputs(model)
+
+
+def _set_total_epochs(last: Path, epochs: int) -> None:
+    """Ultralytics resumes with the checkpoint's own arguments; change its planned epoch count."""
+    import torch
+
+    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    if ckpt["train_args"]["epochs"] != epochs:
+        ckpt["train_args"]["epochs"] = epochs
+        torch.save(ckpt, last)
+
+
+def _outputs(model: Any) -> tuple[Path, Path]:
     best = Path(model.trainer.best)
     if not best.exists():
         best = Path(model.trainer.last)
-    return best
+    return best, Path(model.trainer.save_dir) / "results.csv"

@@ -22,6 +22,7 @@ import yaml
 
 from roadsigns.training import classifier as clf_train
 from roadsigns.training import detector as det_train
+from roadsigns.training.export import export_classifier, export_detector
 from roadsigns.training.gtsdb import read_gt, split_names
 
 
@@ -51,7 +52,20 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def run(cfg: dict[str, Any], stages: set[str], alias: str) -> dict[str, Any]:
+def log_epochs(results_csv: Path) -> None:
+    """Every epoch's row of ultralytics' results.csv as MLflow metrics (resumed epochs included)."""
+    import csv
+
+    import mlflow
+
+    with open(results_csv) as f:
+        for row in csv.DictReader(f):
+            step = int(float(row.pop("epoch")))
+            metrics = {_metric_name(f"detector/{k.strip()}"): float(v) for k, v in row.items() if v.strip()}
+            mlflow.log_metrics(metrics, step=step)
+
+
+def run(cfg: dict[str, Any], stages: set[str], alias: str, resume_detector: Path | None = None) -> dict[str, Any]:
     import mlflow
 
     data = cfg["data"]
@@ -76,17 +90,19 @@ def run(cfg: dict[str, Any], stages: set[str], alias: str) -> dict[str, Any]:
             (work / "detector-val.txt").write_text("\n".join(val_names) + "\n")
             mlflow.log_text("\n".join(val_names), "splits/detector-val-photos.txt")
             det_cfg = dict(cfg["detector"], seed=seed)
-            data_yaml = det_train.prepare(images_dir, gt, train_names, val_names, det_cfg, work, seed)
-
-            def on_det_epoch(trainer: Any) -> None:
-                metrics = {_metric_name(f"detector/{k}"): float(v) for k, v in trainer.metrics.items()}
-                mlflow.log_metrics(metrics, step=int(trainer.epoch))
-
+            if resume_detector is None:
+                data_yaml = det_train.prepare(images_dir, gt, train_names, val_names, det_cfg, work, seed)
+            else:  # the interrupted run's tiles are still in place
+                data_yaml = work / "detector-data" / "data.yaml"
+                mlflow.log_param("detector.resumed_from", str(resume_detector))
             t0 = time.perf_counter()
-            best = det_train.train(data_yaml, det_cfg, work, on_epoch=on_det_epoch)
+            best, results_csv = det_train.train(data_yaml, det_cfg, work, resume=resume_detector)
             mlflow.log_metric("detector/train_seconds", time.perf_counter() - t0)
+            log_epochs(results_csv)
             shutil.copyfile(best, out_dir / "detector.pt")
+            export_detector(out_dir / "detector.pt", out_dir / "detector.onnx", tuple(det_cfg["onnx_imgsz"]))
             mlflow.log_artifact(str(out_dir / "detector.pt"), "detector")
+            mlflow.log_artifact(str(out_dir / "detector.onnx"), "detector")
             summary["detector"] = str(out_dir / "detector.pt")
 
         if "classifier" in stages:
@@ -107,7 +123,9 @@ def run(cfg: dict[str, Any], stages: set[str], alias: str) -> dict[str, Any]:
             mlflow.log_metric("classifier/train_seconds", time.perf_counter() - t0)
             mlflow.log_metric("classifier/best_val_accuracy", best_acc)
             torch.save(model.state_dict(), out_dir / "classifier.pt")
+            export_classifier(out_dir / "classifier.pt", out_dir / "classifier.onnx")
             mlflow.log_artifact(str(out_dir / "classifier.pt"), "classifier")
+            mlflow.log_artifact(str(out_dir / "classifier.onnx"), "classifier")
             summary["classifier"] = str(out_dir / "classifier.pt")
             summary["classifier_val_accuracy"] = best_acc
 
@@ -155,13 +173,16 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated subset of detector,classifier,register",
     )
     parser.add_argument("--alias", default="candidate", help="registry alias given to the new versions")
+    parser.add_argument(
+        "--resume-detector", type=Path, metavar="LAST_PT", help="continue an interrupted detector run from its last.pt"
+    )
     args = parser.parse_args(argv)
     try:
         cfg = load_config(args.config, args.set)
     except (OSError, KeyError, yaml.YAMLError) as exc:
         print(f"roadsigns-train: bad config: {exc}", file=sys.stderr)
         return 2
-    summary = run(cfg, set(args.stages.split(",")), args.alias)
+    summary = run(cfg, set(args.stages.split(",")), args.alias, args.resume_detector)
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -71,8 +71,52 @@ class DetectorOutput:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
+class _TorchClassifier:
+    def __init__(self, path: Path, device: str) -> None:
+        import torch
+
+        from roadsigns.detector.classifier_net import SignNet
+
+        self.torch, self.device = torch, device
+        self.net = SignNet()
+        self.net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        self.net.eval().to(device)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        with self.torch.no_grad():
+            logits = self.net(self.torch.from_numpy(x).to(self.device))
+            return self.torch.softmax(logits, dim=1).cpu().numpy()
+
+
+class _OnnxClassifier:
+    def __init__(self, path: Path) -> None:
+        import onnxruntime as ort
+
+        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        logits = self.session.run(None, {"images": x})[0]
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+
+def onnx_input_size(path: Path) -> tuple[int, int]:
+    """(height, width) a fixed-shape ONNX detector was exported at."""
+    import ast
+
+    import onnxruntime as ort
+
+    meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
+    h, w = ast.literal_eval(meta.custom_metadata_map["imgsz"])
+    return int(h), int(w)
+
+
 class SignDetector:
-    """Loads once (per worker process), then `detect(image_bgr)` per photo."""
+    """Loads once (per worker process), then `detect(image_bgr)` per photo.
+
+    `backend="torch"` runs the `.pt` files with PyTorch (CPU or CUDA); `backend="onnx"`
+    runs the `.onnx` exports with ONNX Runtime on the CPU.
+    """
 
     def __init__(
         self,
@@ -83,25 +127,26 @@ class SignDetector:
         conf: float = 0.25,
         crop_scale: float = 1.2,
         versions: dict[str, str] | None = None,
+        backend: str = "torch",
     ) -> None:
         from roadsigns.detector import offline
 
         offline.configure()
-        import torch
         from ultralytics import YOLO
 
-        from roadsigns.detector.classifier_net import SignNet
-
         t0 = time.perf_counter()
-        self.device = resolve_device(device)
-        self.imgsz, self.conf, self.crop_scale = imgsz, conf, crop_scale
-        det_path = Path(detector_weights or shipped_weights("detector.pt"))
-        clf_path = Path(classifier_weights or shipped_weights("classifier.pt"))
+        if backend not in ("torch", "onnx"):
+            raise ValueError(f"unknown backend {backend!r}: use torch or onnx")
+        ext = "pt" if backend == "torch" else "onnx"
+        self.backend = backend
+        self.device = resolve_device(device) if backend == "torch" else "cpu"
+        self.conf, self.crop_scale = conf, crop_scale
+        det_path = Path(detector_weights or shipped_weights(f"detector.{ext}"))
+        clf_path = Path(classifier_weights or shipped_weights(f"classifier.{ext}"))
         self.yolo = YOLO(str(det_path), task="detect")
-        self.classifier = SignNet()
-        self.classifier.load_state_dict(torch.load(clf_path, map_location="cpu", weights_only=True))
-        self.classifier.eval().to(self.device)
-        self._torch = torch
+        # An ONNX graph has the fixed input shape it was exported at.
+        self.imgsz: int | tuple[int, int] = imgsz if backend == "torch" else onnx_input_size(det_path)
+        self.classifier = _TorchClassifier(clf_path, self.device) if backend == "torch" else _OnnxClassifier(clf_path)
         self.versions = versions or {"detector": file_version(det_path), "classifier": file_version(clf_path)}
         # One warm-up pass, so the first job does not pay for lazy initialisation.
         self.yolo.predict(np.zeros((64, 64, 3), np.uint8), imgsz=self.imgsz, device=self.device, verbose=False)
@@ -117,9 +162,7 @@ class SignDetector:
                 for c in crops
             ]
         )
-        with self._torch.no_grad():
-            x = self._torch.from_numpy(standardise(batch)).to(self.device)
-            return self._torch.softmax(self.classifier(x), dim=1).cpu().numpy()
+        return self.classifier(standardise(batch))
 
     def detect(self, image_bgr: np.ndarray) -> DetectorOutput:
         t0 = time.perf_counter()

@@ -8,7 +8,7 @@ DETECTOR_MODEL = "roadsigns-detector"
 CLASSIFIER_MODEL = "roadsigns-classifier"
 
 
-def fetch(tracking_uri: str, alias: str) -> tuple[Path, Path, dict[str, str]]:
+def fetch(tracking_uri: str, alias: str, ext: str = "pt") -> tuple[Path, Path, dict[str, str]]:
     """Download both models' files for `alias`; return their paths and `name/version` strings."""
     import mlflow
     from mlflow import MlflowClient
@@ -17,8 +17,8 @@ def fetch(tracking_uri: str, alias: str) -> tuple[Path, Path, dict[str, str]]:
     client = MlflowClient()
     paths, versions = {}, {}
     for part, name, filename in (
-        ("detector", DETECTOR_MODEL, "detector.pt"),
-        ("classifier", CLASSIFIER_MODEL, "classifier.pt"),
+        ("detector", DETECTOR_MODEL, f"detector.{ext}"),
+        ("classifier", CLASSIFIER_MODEL, f"classifier.{ext}"),
     ):
         mv = client.get_model_version_by_alias(name, alias)
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=mv.source))

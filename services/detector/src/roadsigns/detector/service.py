@@ -21,7 +21,9 @@ def build_detector(settings: Settings) -> SignDetector:
     if settings.model_registry_alias and settings.mlflow_tracking_uri:
         from roadsigns.detector import registry
 
-        det, clf, versions = registry.fetch(settings.mlflow_tracking_uri, settings.model_registry_alias)
+        det, clf, versions = registry.fetch(
+            settings.mlflow_tracking_uri, settings.model_registry_alias, "pt" if settings.backend == "torch" else "onnx"
+        )
     detector = SignDetector(
         det,
         clf,
@@ -30,6 +32,7 @@ def build_detector(settings: Settings) -> SignDetector:
         conf=settings.detector_conf,
         crop_scale=1 + settings.crop_margin,
         versions=versions,
+        backend=settings.backend,
     )
     MODEL_LOAD_SECONDS.labels("detector").set(detector.load_seconds)
     for part, version in detector.versions.items():

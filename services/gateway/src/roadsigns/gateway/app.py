@@ -15,8 +15,10 @@ from prometheus_client import make_asgi_app
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from roadsigns.gateway.auth import ApiKey
 from roadsigns.gateway.deps import Services
 from roadsigns.gateway.metrics import MetricsMiddleware
+from roadsigns.gateway.queue_metrics import register_queue_metrics
 from roadsigns.gateway.routes import health, jobs, predict
 from roadsigns.gateway.uploads import UploadRejected
 from roadsigns.shared.blobstore import BlobStore
@@ -102,8 +104,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     app.include_router(health.router)
-    app.include_router(jobs.router)
-    app.include_router(predict.router)
+    app.include_router(jobs.router, dependencies=ApiKey)
+    app.include_router(predict.router, dependencies=ApiKey)
+    register_queue_metrics(settings.broker_url)
     app.mount("/metrics", make_asgi_app())
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from roadsigns.shared.db.models import Job
-from roadsigns.shared.schemas import JobOut, JobStatus, SignOut
+from roadsigns.shared.schemas import JobStatus
 
 
 def new_job_id() -> str:
@@ -16,22 +16,14 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
-def create(
-    session: Session, job_id: str, filename: str | None, content_type: str, blob_key: str, width: int, height: int
-) -> Job:
-    job = Job(
-        id=job_id,
-        status=JobStatus.QUEUED.value,
-        filename=filename,
-        content_type=content_type,
-        blob_key=blob_key,
-        image_width=width,
-        image_height=height,
-        attempts=1,
-    )
+def create(session: Session, job: Job) -> Job:
     session.add(job)
     session.flush()
     return job
+
+
+def by_idempotency_key(session: Session, key: str) -> Job | None:
+    return session.execute(select(Job).where(Job.idempotency_key == key)).scalar_one_or_none()
 
 
 def get(session: Session, job_id: str) -> Job | None:
@@ -46,39 +38,3 @@ def page(session: Session, limit: int, offset: int, status: JobStatus | None) ->
         count = count.where(Job.status == status.value)
     jobs = session.execute(query.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)).scalars().all()
     return list(jobs), int(session.execute(count).scalar_one())
-
-
-def to_out(job: Job, with_signs: bool = True) -> JobOut:
-    links = {"self": f"/jobs/{job.id}", "image": f"/jobs/{job.id}/image"}
-    signs = None
-    if with_signs and job.status == JobStatus.DONE.value:
-        signs = [
-            SignOut(
-                bbox=[s.x1, s.y1, s.x2, s.y2],
-                class_id=s.class_id,
-                class_name=s.class_name,
-                category=s.category,
-                confidence=s.confidence,
-                text=s.text,
-                text_confidence=s.text_confidence,
-                text_matches_class=s.text_matches_class,
-                crop_url=f"/jobs/{job.id}/signs/{s.index}/crop" if s.crop_key else None,
-            )
-            for s in job.signs
-        ]
-    return JobOut(
-        id=job.id,
-        status=JobStatus(job.status),
-        filename=job.filename,
-        created_at=job.created_at,
-        updated_at=job.updated_at,
-        finished_at=job.finished_at,
-        image_width=job.image_width,
-        image_height=job.image_height,
-        attempts=job.attempts,
-        error=job.error,
-        signs=signs,
-        timings_ms=job.timings_ms if job.status == JobStatus.DONE.value else None,
-        model_versions=job.model_versions,
-        links=links,
-    )

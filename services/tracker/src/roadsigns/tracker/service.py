@@ -56,6 +56,7 @@ class Finished:
     n_signs: int
     mean_confidence: float
     first_time: bool
+    has_callback: bool = False
 
 
 def finish(engine: Engine, store: BlobStore, request: FinishRequest) -> Finished | None:
@@ -105,6 +106,7 @@ def finish(engine: Engine, store: BlobStore, request: FinishRequest) -> Finished
         job.finished_at = finished_at
         job.updated_at = now()
         job.error = None
+        has_callback = bool(job.callback_url)
     confs = [sg.confidence for sg in request.signs]
     return Finished(
         request.job_id,
@@ -113,11 +115,16 @@ def finish(engine: Engine, store: BlobStore, request: FinishRequest) -> Finished
         len(request.signs),
         sum(confs) / len(confs) if confs else 0.0,
         first_time,
+        has_callback,
     )
 
 
 def reconcile(
-    engine: Engine, send_detect: Callable[[DetectRequest], None], stale_after_s: float, max_attempts: int
+    engine: Engine,
+    send_detect: Callable[[DetectRequest], None],
+    stale_after_s: float,
+    max_attempts: int,
+    on_failed: Callable[[str], None] | None = None,
 ) -> dict[str, int]:
     """Re-enqueue jobs that made no progress for `stale_after_s`; fail those out of attempts.
 
@@ -154,6 +161,9 @@ def reconcile(
                 counts["requeued"] += 1
             job.updated_at = now()
         requeue = [(j.id, j.blob_key, j.attempts) for j in stale if j.status == JobStatus.QUEUED.value]
+        failed = [j.id for j in stale if j.status == JobStatus.FAILED.value]
     for job_id, key, attempt in requeue:
         send_detect(DetectRequest(job_id=job_id, blob_key=key, submitted_at=now().timestamp(), attempt=attempt))
+    for job_id in failed if on_failed else []:
+        on_failed(job_id)
     return counts

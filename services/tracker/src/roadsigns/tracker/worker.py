@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+import httpx
 from celery.signals import worker_init
 
 from roadsigns.shared.blobstore import BlobStore
@@ -18,7 +19,7 @@ from roadsigns.shared.metrics import JOBS_FINISHED, SIGNS_FOUND, STAGE_SECONDS, 
 from roadsigns.shared.schemas import DetectRequest, FinishRequest, JobStatus
 from roadsigns.shared.settings import get_settings
 from roadsigns.shared.tasks import TaskName, make_celery
-from roadsigns.tracker import service
+from roadsigns.tracker import service, webhooks
 
 settings = get_settings()
 log = setup_logging("tracker")
@@ -52,11 +53,16 @@ def stage(job_id: str, status: str, attempt: int = 1) -> None:
     service.mark_stage(engine(), job_id, JobStatus(status))
 
 
+def _notify(job_id: str) -> None:
+    app.send_task(TaskName.TRACK_WEBHOOK, args=[job_id])
+
+
 @app.task(name=TaskName.TRACK_FAIL)
 def fail(job_id: str, error: str, attempt: int = 1) -> None:
     if service.fail(engine(), job_id, error):
         JOBS_FINISHED.labels("failed").inc()
         log.warning("job %s failed: %s", job_id, error)
+        _notify(job_id)
 
 
 @app.task(name=TaskName.TRACK_FINISH)
@@ -66,6 +72,8 @@ def finish(payload: dict[str, Any]) -> None:
     if done is None or not done.first_time:
         return
     JOBS_FINISHED.labels("done").inc()
+    if done.has_callback:
+        _notify(done.job_id)
     for sign in request.signs:
         SIGNS_FOUND.labels(sign.class_name).inc()
     STAGE_SECONDS.labels("total").observe(done.timings_ms["total_ms"] / 1000)
@@ -83,12 +91,35 @@ def log_to_mlflow(self, finished: dict[str, Any]) -> None:  # type: ignore[no-un
         raise self.retry(exc=exc, countdown=min(60, 2**self.request.retries)) from None
 
 
+@app.task(name=TaskName.TRACK_WEBHOOK, bind=True, max_retries=None)
+def webhook(self, job_id: str) -> None:  # type: ignore[no-untyped-def]
+    """POST the finished job to its callback_url; retry with exponential backoff, record the outcome."""
+    target = webhooks.payload(engine(), job_id)
+    if target is None:
+        return
+    url, body = target
+    attempt = self.request.retries + 1
+    try:
+        status = webhooks.deliver(url, body, settings.webhook_secret, settings.webhook_timeout_s)
+        outcome = f"delivered: HTTP {status}" if 200 <= status < 300 else f"HTTP {status}"
+    except httpx.HTTPError as exc:
+        status, outcome = 0, f"{type(exc).__name__}: {exc}"
+    if 200 <= status < 300:
+        webhooks.record(engine(), job_id, outcome, attempt)
+        return
+    if attempt >= settings.webhook_max_attempts:
+        webhooks.record(engine(), job_id, f"failed after {attempt} attempts: {outcome}", attempt)
+        return
+    webhooks.record(engine(), job_id, f"retrying: {outcome}", attempt)
+    raise self.retry(countdown=min(300, 2 ** (attempt - 1)))
+
+
 @app.task(name=TaskName.RECONCILE)
 def reconcile() -> dict[str, int]:
     def send(req: DetectRequest) -> None:
         app.send_task(TaskName.DETECT, args=[req.model_dump(mode="json")])
 
-    counts = service.reconcile(engine(), send, settings.stale_after_s, settings.max_attempts)
+    counts = service.reconcile(engine(), send, settings.stale_after_s, settings.max_attempts, on_failed=_notify)
     if any(counts.values()):
         log.warning("reconciler: %s", counts)
         JOBS_FINISHED.labels("failed").inc(counts["failed"])

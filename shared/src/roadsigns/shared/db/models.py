@@ -38,6 +38,13 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     timings_ms: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     model_versions: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The same key with the same upload returns the same job; with another upload, a 409.
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    request_sha256: Mapped[str | None] = mapped_column(String(64))
+    # Optional webhook, POSTed (signed) when the job finishes; its outcome is kept here.
+    callback_url: Mapped[str | None] = mapped_column(String(2048))
+    callback_status: Mapped[str | None] = mapped_column(String(255))
+    callback_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     signs: Mapped[list[Sign]] = relationship(back_populates="job", order_by="Sign.index", cascade="all, delete-orphan")
 

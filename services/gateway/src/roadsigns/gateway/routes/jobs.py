@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from typing import Annotated
+from urllib.parse import urlparse
 
-from fastapi import APIRouter, File, HTTPException, Query, UploadFile
+from fastapi import APIRouter, File, Form, Header, HTTPException, Query, UploadFile
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from roadsigns.gateway import repository
@@ -15,7 +19,9 @@ from roadsigns.gateway.deps import ServicesDep, SessionDep
 from roadsigns.gateway.metrics import ENQUEUE_FAILURES, JOBS_SUBMITTED, UPLOADS_REJECTED
 from roadsigns.gateway.uploads import UploadRejected, validate_image
 from roadsigns.shared.blobstore import BlobNotFound
+from roadsigns.shared.db.models import Job
 from roadsigns.shared.db.session import session_scope
+from roadsigns.shared.db.views import job_to_out
 from roadsigns.shared.schemas import DetectRequest, JobOut, JobPage, JobStatus
 from roadsigns.shared.tasks import TaskName
 
@@ -34,20 +40,79 @@ async def read_upload(file: UploadFile, max_bytes: int) -> bytes:
     return data
 
 
-def submit(services: ServicesDep, data: bytes, filename: str | None) -> JobOut:
-    """Validate, store the image, record the job, enqueue it. Used by /jobs and /predict."""
+class Conflict(UploadRejected):
+    def __init__(self, message: str) -> None:
+        super().__init__(409, message)
+
+
+def _check_callback_url(url: str | None) -> str | None:
+    if not url:
+        return None
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc or len(url) > 2048:
+        raise UploadRejected(422, "callback_url must be an absolute http(s) URL of at most 2048 characters")
+    return url
+
+
+def _replay(session: Session, key: str, digest: str) -> JobOut | None:
+    """The job an earlier request with this Idempotency-Key made, if the upload is the same."""
+    job = repository.by_idempotency_key(session, key)
+    if job is None:
+        return None
+    if job.request_sha256 != digest:
+        raise Conflict(f"Idempotency-Key {key!r} was already used with a different upload (job {job.id})")
+    return job_to_out(job, with_signs=False)
+
+
+def submit(
+    services: ServicesDep,
+    data: bytes,
+    filename: str | None,
+    idempotency_key: str | None = None,
+    callback_url: str | None = None,
+) -> tuple[JobOut, bool]:
+    """Validate, store the image, record the job, enqueue it. Used by /jobs and /predict.
+
+    Returns the job and whether it was created now (False: replayed for an Idempotency-Key).
+    """
+    digest = hashlib.sha256(data).hexdigest()
+    if idempotency_key:
+        with session_scope(services.engine) as session:
+            replayed = _replay(session, idempotency_key, digest)
+        if replayed is not None:
+            return replayed, False
     try:
         image = validate_image(data, services.settings)
+        callback_url = _check_callback_url(callback_url)
     except UploadRejected as exc:
         UPLOADS_REJECTED.labels(str(exc.status)).inc()
         raise
     job_id = repository.new_job_id()
     key = services.blobs.put(f"uploads/{job_id}.{_EXT[image.content_type]}", image.data)
-    with session_scope(services.engine) as session:
-        job = repository.create(
-            session, job_id, (filename or "")[:255] or None, image.content_type, key, image.width, image.height
-        )
-        out = repository.to_out(job, with_signs=False)
+    job = Job(
+        id=job_id,
+        status=JobStatus.QUEUED.value,
+        filename=(filename or "")[:255] or None,
+        content_type=image.content_type,
+        blob_key=key,
+        image_width=image.width,
+        image_height=image.height,
+        attempts=1,
+        idempotency_key=idempotency_key,
+        request_sha256=digest,
+        callback_url=callback_url,
+    )
+    try:
+        with session_scope(services.engine) as session:
+            out = job_to_out(repository.create(session, job), with_signs=False)
+    except IntegrityError:
+        # Two requests raced with the same Idempotency-Key: the first one's job wins.
+        services.blobs.delete(key)
+        with session_scope(services.engine) as session:
+            replayed = _replay(session, idempotency_key or "", digest)
+        if replayed is None:
+            raise
+        return replayed, False
     request = DetectRequest(job_id=job_id, blob_key=key, submitted_at=time.time())
     try:
         services.celery.send_task(
@@ -60,7 +125,13 @@ def submit(services: ServicesDep, data: bytes, filename: str | None) -> JobOut:
         ENQUEUE_FAILURES.inc()
         log.exception("job %s accepted but not enqueued; the reconciler will retry", job_id)
     JOBS_SUBMITTED.inc()
-    return out
+    return out, True
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(max_length=255, description="retrying with the same key and upload returns the same job"),
+]
 
 
 @router.post(
@@ -69,16 +140,25 @@ def submit(services: ServicesDep, data: bytes, filename: str | None) -> JobOut:
     response_model=JobOut,
     responses={
         400: {"description": "empty, truncated or corrupt image"},
+        409: {"description": "Idempotency-Key reused with a different upload"},
         413: {"description": "file or image too large"},
         415: {"description": "not an image"},
-        422: {"description": "missing `file` field"},
+        422: {"description": "missing `file` field, or a bad callback_url"},
     },
 )
-async def create_job(services: ServicesDep, file: Annotated[UploadFile, File(description="a photo")]) -> JSONResponse:
+async def create_job(
+    services: ServicesDep,
+    file: Annotated[UploadFile, File(description="a photo")],
+    callback_url: Annotated[str | None, Form(description="POSTed a signed copy of the job when it finishes")] = None,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
     """Accept a photo; answer 202 with the job and its Location."""
     data = await read_upload(file, services.settings.max_upload_bytes)
-    out = await run_in_threadpool(submit, services, data, file.filename)
-    return JSONResponse(out.model_dump(mode="json"), status_code=202, headers={"Location": f"/jobs/{out.id}"})
+    out, created = await run_in_threadpool(submit, services, data, file.filename, idempotency_key, callback_url)
+    headers = {"Location": f"/jobs/{out.id}"}
+    if not created:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(out.model_dump(mode="json"), status_code=202, headers=headers)
 
 
 @router.get("", response_model=JobPage)
@@ -90,9 +170,7 @@ def list_jobs(
 ) -> JobPage:
     """Jobs, newest first."""
     jobs, total = repository.page(session, limit, offset, status)
-    return JobPage(
-        items=[repository.to_out(j, with_signs=False) for j in jobs], total=total, limit=limit, offset=offset
-    )
+    return JobPage(items=[job_to_out(j, with_signs=False) for j in jobs], total=total, limit=limit, offset=offset)
 
 
 def _job_or_404(session: SessionDep, job_id: str):  # type: ignore[no-untyped-def]
@@ -105,7 +183,7 @@ def _job_or_404(session: SessionDep, job_id: str):  # type: ignore[no-untyped-de
 @router.get("/{job_id}", response_model=JobOut)
 def get_job(session: SessionDep, job_id: str) -> JobOut:
     """A job's status; its signs, timings and model versions once done; its error once failed."""
-    return repository.to_out(_job_or_404(session, job_id))
+    return job_to_out(_job_or_404(session, job_id))
 
 
 @router.get("/{job_id}/image", response_class=Response)

@@ -14,6 +14,7 @@ from roadsigns.gateway import repository
 from roadsigns.gateway.deps import ServicesDep
 from roadsigns.gateway.routes.jobs import read_upload, submit
 from roadsigns.shared.db.session import session_scope
+from roadsigns.shared.db.views import job_to_out
 from roadsigns.shared.schemas import TERMINAL, JobOut, JobStatus
 
 router = APIRouter(tags=["predict"])
@@ -23,7 +24,7 @@ def _load(services: ServicesDep, job_id: str) -> JobOut:
     with session_scope(services.engine) as session:
         job = repository.get(session, job_id)
         assert job is not None
-        return repository.to_out(job)
+        return job_to_out(job)
 
 
 @router.post(
@@ -38,7 +39,7 @@ async def predict(
 ) -> JSONResponse:
     """Submit a photo and wait for the result (200), or answer 202 with the job if it takes too long."""
     data = await read_upload(file, services.settings.max_upload_bytes)
-    job = await run_in_threadpool(submit, services, data, file.filename)
+    job, _ = await run_in_threadpool(submit, services, data, file.filename)
     deadline = time.monotonic() + (timeout or services.settings.predict_timeout_s)
     delay = 0.05
     while time.monotonic() < deadline:

@@ -1,0 +1,42 @@
+"""How a job looks from outside: the API's response, and the body of its completion webhook."""
+
+from __future__ import annotations
+
+from roadsigns.shared.db.models import Job
+from roadsigns.shared.schemas import JobOut, JobStatus, SignOut
+
+
+def job_to_out(job: Job, with_signs: bool = True) -> JobOut:
+    links = {"self": f"/jobs/{job.id}", "image": f"/jobs/{job.id}/image"}
+    signs = None
+    if with_signs and job.status == JobStatus.DONE.value:
+        signs = [
+            SignOut(
+                bbox=[s.x1, s.y1, s.x2, s.y2],
+                class_id=s.class_id,
+                class_name=s.class_name,
+                category=s.category,
+                confidence=s.confidence,
+                text=s.text,
+                text_confidence=s.text_confidence,
+                text_matches_class=s.text_matches_class,
+                crop_url=f"/jobs/{job.id}/signs/{s.index}/crop" if s.crop_key else None,
+            )
+            for s in job.signs
+        ]
+    return JobOut(
+        id=job.id,
+        status=JobStatus(job.status),
+        filename=job.filename,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        finished_at=job.finished_at,
+        image_width=job.image_width,
+        image_height=job.image_height,
+        attempts=job.attempts,
+        error=job.error,
+        signs=signs,
+        timings_ms=job.timings_ms if job.status == JobStatus.DONE.value else None,
+        model_versions=job.model_versions,
+        links=links,
+    )

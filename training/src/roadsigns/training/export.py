@@ -1,0 +1,44 @@
+"""Export the trained models to ONNX for the CPU path (ONNX Runtime)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+
+def export_detector(weights: Path, out: Path, imgsz: tuple[int, int]) -> Path:
+    """A fixed-shape ONNX graph at (height, width): GTSDB photos are 1360x800, so a
+    landscape input wastes far fewer pixels on padding than a square one."""
+    from roadsigns.detector import offline
+
+    offline.configure()
+    from ultralytics import YOLO
+
+    exported = YOLO(str(weights)).export(
+        format="onnx", imgsz=list(imgsz), simplify=True, dynamic=False, device="cpu", verbose=False
+    )
+    shutil.move(str(exported), out)
+    return out
+
+
+def export_classifier(state_dict_path: Path, out: Path) -> Path:
+    """The classifier with a dynamic batch axis."""
+    import torch
+
+    from roadsigns.detector.classifier_net import INPUT_SIZE, SignNet
+
+    model = SignNet()
+    model.load_state_dict(torch.load(state_dict_path, map_location="cpu", weights_only=True))
+    model.eval()
+    dummy = torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE)
+    torch.onnx.export(
+        model,
+        dummy,
+        str(out),
+        input_names=["images"],
+        output_names=["logits"],
+        dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    return out
