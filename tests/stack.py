@@ -83,22 +83,25 @@ class Stack:
     metrics_ports: dict[str, int] = field(default_factory=dict)  # worker pool -> its /metrics port
 
     @classmethod
-    def create(cls, root: Path, redis_db: int | None = None, **overrides: str) -> Stack:
+    def create(
+        cls, root: Path, redis_db: int | None = None, pg_port: int = 5432, redis_port: int = 6379, **overrides: str
+    ) -> Stack:
+        """A fresh database on the Postgres at `pg_port`, a Redis database at `redis_port`."""
         db = f"roadsigns_test_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+        admin = create_engine(PG_ADMIN.replace(":5432/", f":{pg_port}/"), isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{db}"'))
         admin.dispose()
         if redis_db is None:
-            redis_db = claim_redis_db()
-        broker = f"redis://127.0.0.1:6379/{redis_db}"
+            redis_db = claim_redis_db() if redis_port == 6379 else 0
+        broker = f"redis://127.0.0.1:{redis_port}/{redis_db}"
         redis.Redis.from_url(broker).flushdb()
         (root / "blobs").mkdir(parents=True, exist_ok=True)
         (root / "metrics").mkdir(exist_ok=True)
         env = {
             **os.environ,
             "ROADSIGNS_ENVIRONMENT": "test",
-            "ROADSIGNS_DATABASE_URL": f"postgresql+psycopg2://postgres@127.0.0.1:5432/{db}",
+            "ROADSIGNS_DATABASE_URL": f"postgresql+psycopg2://postgres@127.0.0.1:{pg_port}/{db}",
             "ROADSIGNS_BROKER_URL": broker,
             "ROADSIGNS_BLOB_DIR": str(root / "blobs"),
             "ROADSIGNS_MAX_UPLOAD_BYTES": str(8 * 1024 * 1024),
@@ -142,8 +145,8 @@ class Stack:
         self.env["ROADSIGNS_MLFLOW_TRACKING_URI"] = self.mlflow_url
         wait_until(lambda: httpx.get(f"{self.mlflow_url}/health", timeout=1).status_code == 200, 90, "mlflow")
 
-    def start_gateway(self) -> None:
-        port = free_port()
+    def start_gateway(self, port: int | None = None) -> None:
+        port = port or free_port()
         self.gateway_url = f"http://127.0.0.1:{port}"
         self._start(
             "gateway",
@@ -234,9 +237,9 @@ class Stack:
     def close(self) -> None:
         for name in reversed(list(self.procs)):  # clients first, MLflow last
             self.stop(name)
-        engine = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+        server, db = self.database_url.rsplit("/", 1)
+        engine = create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
         with engine.connect() as conn:
-            db = self.database_url.rsplit("/", 1)[1]
             conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
         engine.dispose()
         shutil.rmtree(self.root / "blobs", ignore_errors=True)

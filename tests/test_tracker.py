@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -111,15 +112,39 @@ def test_reconciler_requeues_stale_jobs_then_gives_up(engine: Engine) -> None:
     with session_scope(engine) as s:
         s.execute(update(Job).where(Job.id == stale).values(updated_at=func.now() - timedelta(minutes=10)))
     sent: list[DetectRequest] = []
+    # While the broker still holds the job's message, it is waiting, not lost.
+    counts = service.reconcile(engine, sent.append, stale_after_s=60, max_attempts=2, in_broker=lambda: {stale})
+    assert counts == {"requeued": 0, "failed": 0, "waiting": 1} and not sent
     counts = service.reconcile(engine, sent.append, stale_after_s=60, max_attempts=2)
-    assert counts == {"requeued": 1, "failed": 0}
+    assert counts == {"requeued": 1, "failed": 0, "waiting": 0}
     assert [r.job_id for r in sent] == [stale] and sent[0].attempt == 2
     assert _status(engine, stale) == "queued" and _status(engine, fresh) == "queued"
 
     with session_scope(engine) as s:
         s.execute(update(Job).where(Job.id == stale).values(updated_at=func.now() - timedelta(minutes=10)))
     counts = service.reconcile(engine, sent.append, stale_after_s=60, max_attempts=2)
-    assert counts == {"requeued": 0, "failed": 1}
+    assert counts == {"requeued": 0, "failed": 1, "waiting": 0}
     with session_scope(engine) as s:
         job = s.get(Job, stale)
         assert job.status == "failed" and "gave up after 2 attempts" in job.error
+
+
+def test_broker_job_ids_finds_queued_and_unacked_messages() -> None:
+    """Against the real Redis and the real Celery message format."""
+    import redis
+
+    from roadsigns.shared.settings import Settings
+    from roadsigns.shared.tasks import TaskName, make_celery
+    from tests.stack import claim_redis_db
+
+    url = f"redis://127.0.0.1:6379/{claim_redis_db()}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    app = make_celery("probe", Settings(broker_url=url))
+    queued, taken = uuid.uuid4().hex, uuid.uuid4().hex
+    request = DetectRequest(job_id=queued, blob_key="uploads/x.jpg", submitted_at=0)
+    app.send_task(TaskName.DETECT, args=[request.model_dump(mode="json")])
+    # A message a worker has taken sits in the `unacked` hash (delivery tag -> [message, ...]).
+    client.hset("unacked", "tag-1", json.dumps([{"headers": {"argsrepr": f"({{'job_id': '{taken}'}},)"}}, "", "ocr"]))
+    assert service.broker_job_ids(client, ["detect", "ocr", "track"]) >= {queued, taken}
+    client.flushdb()

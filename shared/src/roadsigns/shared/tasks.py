@@ -56,6 +56,9 @@ def make_celery(name: str, settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         # One task at a time per process, so the queue length tells the autoscaler the truth.
         worker_prefetch_multiplier=1,
+        # A child loads its model before saying it is up; Celery's default 4 s wait made a
+        # slow load (a busy CPU, CUDA start-up) kill and respawn the child for ever.
+        worker_proc_alive_timeout=180,
         broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
         broker_connection_retry_on_startup=True,
         task_time_limit=settings.task_time_limit_s,

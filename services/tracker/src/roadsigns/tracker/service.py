@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import redis
 from sqlalchemy import Engine, delete, select, update
 
 from roadsigns.shared.blobstore import BlobStore
@@ -124,16 +126,20 @@ def reconcile(
     send_detect: Callable[[DetectRequest], None],
     stale_after_s: float,
     max_attempts: int,
+    in_broker: Callable[[], set[str]] = set,
     on_failed: Callable[[str], None] | None = None,
 ) -> dict[str, int]:
-    """Re-enqueue jobs that made no progress for `stale_after_s`; fail those out of attempts.
+    """Re-enqueue jobs whose message is gone; fail those that keep getting lost.
 
     Postgres is the source of truth: when Redis loses a message (a restart without
     persistence, a crash between commit and send), this is what brings the job back.
+    A job that made no progress for `stale_after_s` is only re-sent when the broker holds
+    no message for it (`in_broker`: job ids waiting in a queue or taken by a worker):
+    a job waiting its turn behind a long backlog is slow, not lost.
     """
     cutoff = now() - timedelta(seconds=stale_after_s)
     active = [JobStatus.QUEUED.value, JobStatus.DETECTING.value, JobStatus.READING.value]
-    counts = {"requeued": 0, "failed": 0}
+    counts = {"requeued": 0, "failed": 0, "waiting": 0}
     with session_scope(engine) as s:
         stale = (
             s.execute(
@@ -146,24 +152,45 @@ def reconcile(
             .scalars()
             .all()
         )
+        present = in_broker() if stale else set()
+        requeue, failed = [], []
         for job in stale:
+            if job.id in present:
+                counts["waiting"] += 1
+                continue
             if job.attempts >= max_attempts:
                 job.error = (
-                    f"gave up after {job.attempts} attempts: the job stalled while {job.status} "
-                    f"and made no progress for {stale_after_s:.0f} s each time"
+                    f"gave up after {job.attempts} attempts: the job's message was lost while it was "
+                    f"{job.status}, each time after {stale_after_s:.0f} s without progress"
                 )
                 job.status = JobStatus.FAILED.value
                 job.finished_at = now()
-                counts["failed"] += 1
+                failed.append(job.id)
             else:
                 job.attempts += 1
                 job.status = JobStatus.QUEUED.value
-                counts["requeued"] += 1
+                requeue.append((job.id, job.blob_key, job.attempts))
             job.updated_at = now()
-        requeue = [(j.id, j.blob_key, j.attempts) for j in stale if j.status == JobStatus.QUEUED.value]
-        failed = [j.id for j in stale if j.status == JobStatus.FAILED.value]
+    counts["requeued"], counts["failed"] = len(requeue), len(failed)
     for job_id, key, attempt in requeue:
         send_detect(DetectRequest(job_id=job_id, blob_key=key, submitted_at=now().timestamp(), attempt=attempt))
     for job_id in failed if on_failed else []:
         on_failed(job_id)
     return counts
+
+
+_JOB_ID = re.compile(rb"[0-9a-f]{32}")
+
+
+def broker_job_ids(client: redis.Redis, queues: list[str]) -> set[str]:
+    """Job ids named by any message waiting in `queues` or taken but not acknowledged.
+
+    Kombu's Redis transport keeps each queue as a list and messages in flight in the
+    `unacked` hash; Celery writes a task's arguments in clear in its `argsrepr` header,
+    where a job id (32 hex digits; Celery's own ids have dashes) can be found.
+    """
+    raw: list[bytes] = []
+    for queue in queues:
+        raw.extend(client.lrange(queue, 0, -1))
+    raw.extend(client.hvals("unacked"))
+    return {m.decode() for message in raw for m in _JOB_ID.findall(message)}

@@ -10,6 +10,7 @@ from dataclasses import asdict
 from typing import Any
 
 import httpx
+import redis
 from celery.signals import worker_init
 
 from roadsigns.shared.blobstore import BlobStore
@@ -18,7 +19,7 @@ from roadsigns.shared.logs import setup as setup_logging
 from roadsigns.shared.metrics import JOBS_FINISHED, SIGNS_FOUND, STAGE_SECONDS, serve_worker_metrics
 from roadsigns.shared.schemas import DetectRequest, FinishRequest, JobStatus
 from roadsigns.shared.settings import get_settings
-from roadsigns.shared.tasks import TaskName, make_celery
+from roadsigns.shared.tasks import Queue, TaskName, make_celery
 from roadsigns.tracker import service, webhooks
 
 settings = get_settings()
@@ -119,8 +120,14 @@ def reconcile() -> dict[str, int]:
     def send(req: DetectRequest) -> None:
         app.send_task(TaskName.DETECT, args=[req.model_dump(mode="json")])
 
-    counts = service.reconcile(engine(), send, settings.stale_after_s, settings.max_attempts, on_failed=_notify)
-    if any(counts.values()):
+    def in_broker() -> set[str]:
+        with redis.Redis.from_url(settings.broker_url, socket_timeout=5) as client:
+            return service.broker_job_ids(client, [str(q) for q in Queue])
+
+    counts = service.reconcile(
+        engine(), send, settings.stale_after_s, settings.max_attempts, in_broker=in_broker, on_failed=_notify
+    )
+    if counts["requeued"] or counts["failed"]:
         log.warning("reconciler: %s", counts)
         JOBS_FINISHED.labels("failed").inc(counts["failed"])
     return counts
