@@ -8,7 +8,8 @@ DEV_ENV := ROADSIGNS_DATABASE_URL=postgresql+psycopg2://postgres@127.0.0.1:5432/
 	ROADSIGNS_BROKER_URL=redis://127.0.0.1:6379/0 ROADSIGNS_BLOB_DIR=$(CURDIR)/.dev/blobs \
 	ROADSIGNS_MLFLOW_TRACKING_URI=http://127.0.0.1:5000 MLFLOW_DISABLE_TELEMETRY=true
 
-.PHONY: setup system-deps demo dev migrate test lint format train clean
+.PHONY: setup system-deps demo dev migrate test lint format train bench clean tools deploy-check dashboards \
+	screenshots up up-gpu down
 
 $(VENV)/.installed: requirements-dev.txt shared/pyproject.toml services/*/pyproject.toml training/pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -19,11 +20,12 @@ $(VENV)/.installed: requirements-dev.txt shared/pyproject.toml services/*/pyproj
 
 setup: system-deps $(VENV)/.installed ## install system packages (Tesseract) and the Python environment
 
-system-deps: ## Tesseract with English, French and German, when missing
-	@if ! command -v tesseract >/dev/null || ! tesseract --list-langs 2>/dev/null | grep -q deu; then \
+system-deps: ## Tesseract (eng, fra, deu), Chromium for the browser tests, unzip for the tools, when missing
+	@if ! command -v tesseract >/dev/null || ! tesseract --list-langs 2>/dev/null | grep -q deu \
+			|| ! command -v chromium >/dev/null || ! command -v unzip >/dev/null; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q tesseract-ocr tesseract-ocr-eng \
-			tesseract-ocr-fra tesseract-ocr-deu; fi
+			tesseract-ocr-fra tesseract-ocr-deu chromium unzip libgl1; fi
 
 demo: setup ## analyze the sample photos in one process (no servers) and print the signs found
 	$(BIN)/roadsigns analyze tests/data/photos --annotate out/demo -o out/demo/results.json
@@ -44,7 +46,7 @@ dev: setup migrate ## every service as a local process against local Redis and P
 	FLOWER_UNAUTHENTICATED_API=true $(DEV_ENV) $(BIN)/celery -A roadsigns.tracker.worker flower --port=5555 & \
 	wait
 
-test: setup ## the whole test suite against real Postgres, Redis, Celery workers, Tesseract and model
+test: setup tools ## the whole test suite: real Postgres, Redis, Celery, Tesseract, model, Chromium, Prometheus
 	$(BIN)/pytest -q tests
 
 lint: setup
@@ -57,6 +59,30 @@ format: setup
 
 train: setup ## train detector and classifier from ../shared/data (parameters: training/config.yaml)
 	$(BIN)/roadsigns-train --config training/config.yaml
+
+bench: setup ## detector latency, PyTorch against ONNX Runtime, same photos, same run
+	$(PY) benchmarks/backends.py tests/data/photos
+
+tools: ## offline deployment checkers into .tools/ (helm, kubernetes-validate, compose, promtool, hadolint)
+	bash deploy/install-tools.sh
+
+deploy-check: tools ## chart, compose, Prometheus rules, dashboards and Dockerfiles, checked offline
+	bash deploy/check.sh
+
+dashboards: ## rebuild the Grafana dashboard JSON from its generator
+	python3 monitoring/grafana/dashboards/build.py
+
+screenshots: setup ## refresh docs/screenshots/ from the browser tests
+	ROADSIGNS_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/test_web.py
+
+up: ## everything on one host with docker compose (first: cp deploy/compose.env.example .env, fill it in)
+	docker compose up -d --build
+
+up-gpu: ## the same, with the detector on an NVIDIA GPU
+	docker compose -f docker-compose.yml -f docker-compose.gpu.yml up -d --build
+
+down:
+	docker compose down
 
 clean:
 	rm -rf out .dev .pytest_cache

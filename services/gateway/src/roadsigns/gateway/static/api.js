@@ -1,0 +1,110 @@
+// The gateway's HTTP API, as the page uses it. Every failure becomes an ApiError whose
+// message is the API's own `detail` when it sent one, so the page can show it as is.
+// When the gateway has ROADSIGNS_API_KEYS set, the key the person gives is kept in this
+// browser's localStorage and sent as X-API-Key (and as ?api_key= on image links).
+
+const KEY_STORE = "roadsigns.apiKey";
+
+function storedKey() {
+  try {
+    return localStorage.getItem(KEY_STORE) || "";
+  } catch {
+    return ""; // storage blocked: work without a key
+  }
+}
+
+let apiKey = storedKey();
+
+export function setApiKey(key) {
+  apiKey = key.trim();
+  try {
+    if (apiKey) localStorage.setItem(KEY_STORE, apiKey);
+    else localStorage.removeItem(KEY_STORE);
+  } catch {
+    // storage blocked: the key lasts for this page only
+  }
+}
+
+export const hasApiKey = () => Boolean(apiKey);
+
+function headers() {
+  const h = { Accept: "application/json" };
+  if (apiKey) h["X-API-Key"] = apiKey;
+  return h;
+}
+
+/** For <img src>, which cannot send headers. */
+export const withKey = (url) => (apiKey ? `${url}${url.includes("?") ? "&" : "?"}api_key=${encodeURIComponent(apiKey)}` : url);
+
+/** A random Idempotency-Key; crypto.randomUUID needs https, getRandomValues does not. */
+export function newIdempotencyKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status; // 0 when the request never got an answer
+  }
+}
+
+function detailOf(status, bodyText) {
+  try {
+    const body = JSON.parse(bodyText);
+    if (typeof body.detail === "string") return body.detail;
+    if (Array.isArray(body.detail)) return body.detail.map((d) => d.msg || JSON.stringify(d)).join("; ");
+  } catch {
+    // not JSON: a proxy's error page, say; fall through to the status line
+  }
+  return `the server answered HTTP ${status}`;
+}
+
+async function getJson(url) {
+  let response;
+  try {
+    response = await fetch(url, { headers: headers(), cache: "no-store" });
+  } catch {
+    throw new ApiError(0, "the server cannot be reached");
+  }
+  const text = await response.text();
+  if (!response.ok) throw new ApiError(response.status, detailOf(response.status, text));
+  return JSON.parse(text);
+}
+
+/**
+ * POST /jobs with one file; resolves to the new job (status queued). XHR for upload progress.
+ * Retrying with the same idempotencyKey after a dropped connection cannot make a second job.
+ */
+export function submitPhoto(file, idempotencyKey, onProgress) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", "/jobs");
+    for (const [name, value] of Object.entries(headers())) xhr.setRequestHeader(name, value);
+    xhr.setRequestHeader("Idempotency-Key", idempotencyKey);
+    xhr.upload.onprogress = (event) => {
+      if (event.lengthComputable && onProgress) onProgress(event.loaded / event.total);
+    };
+    xhr.onload = () => {
+      if (xhr.status === 202 || xhr.status === 200) {
+        try {
+          resolve(JSON.parse(xhr.responseText));
+        } catch {
+          reject(new ApiError(xhr.status, "the server's answer could not be read"));
+        }
+      } else {
+        reject(new ApiError(xhr.status, detailOf(xhr.status, xhr.responseText)));
+      }
+    };
+    xhr.onerror = () => reject(new ApiError(0, "the upload failed: the server cannot be reached"));
+    const form = new FormData();
+    form.append("file", file, file.name);
+    xhr.send(form);
+  });
+}
+
+export const getJob = (id) => getJson(`/jobs/${encodeURIComponent(id)}`);
+
+export const listJobs = (limit, offset) => getJson(`/jobs?limit=${limit}&offset=${offset}`);
+
+export const imageUrl = (id) => withKey(`/jobs/${encodeURIComponent(id)}/image`);

@@ -1,0 +1,196 @@
+"""The deployment files, checked offline (no cluster, no Docker engine): deploy/check.sh, and the
+chart's promises rendered and read back: the detector pinned to GPU nodes, each worker pool scaled
+on its own Redis list, and values that would break either refused.
+
+Tools come from `bash deploy/install-tools.sh` (into .tools/); without them these tests skip,
+except in CI, where they fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TOOLS = Path(os.environ.get("TOOLS_DIR", ROOT / ".tools")).resolve()
+HELM = TOOLS / "bin" / "helm"
+CHART = ROOT / "deploy" / "helm"
+POOLS = {"detector": "detect", "ocr": "ocr", "tracker": "track"}
+
+
+def need_tools() -> None:
+    if HELM.exists() and (TOOLS / "bin" / "promtool").exists():
+        return
+    message = f"deployment tools missing in {TOOLS}: run `bash deploy/install-tools.sh`"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def helm_template(*args: str) -> subprocess.CompletedProcess[str]:
+    need_tools()
+    return subprocess.run(
+        [str(HELM), "template", "roadsigns", str(CHART), "--namespace", "roadsigns", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def render(*args: str) -> list[dict]:
+    result = helm_template(*args)
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def find(docs: list[dict], kind: str, name: str) -> dict:
+    matches = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(matches) == 1, f"{kind} {name}: found {len(matches)}"
+    return matches[0]
+
+
+def container(deployment: dict) -> dict:
+    return deployment["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_every_offline_check_passes() -> None:
+    need_tools()
+    result = subprocess.run(["bash", "deploy/check.sh"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "FAIL" not in result.stdout
+
+
+@pytest.mark.parametrize("env", ["default", "staging", "production"])
+def test_detector_is_pinned_to_gpu_nodes(env: str) -> None:
+    args = [] if env == "default" else ["-f", str(CHART / f"values-{env}.yaml")]
+    docs = render(*args)
+    pod = find(docs, "Deployment", "roadsigns-detector")["spec"]["template"]["spec"]
+    assert int(pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]) >= 1
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert any(t["key"] == "nvidia.com/gpu" and t["effect"] == "NoSchedule" for t in pod["tolerations"])
+
+    ocr = find(docs, "Deployment", "roadsigns-ocr")["spec"]["template"]["spec"]
+    resources = ocr["containers"][0]["resources"]
+    assert "nvidia.com/gpu" not in {**resources.get("limits", {}), **resources.get("requests", {})}
+    term = ocr["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]
+    assert {"key": "nvidia.com/gpu.present", "operator": "NotIn", "values": ["true"]} in term["matchExpressions"]
+    assert "tolerations" not in ocr
+
+
+@pytest.mark.parametrize("env", ["default", "staging", "production"])
+def test_each_pool_scales_on_its_own_queue(env: str) -> None:
+    args = [] if env == "default" else ["-f", str(CHART / f"values-{env}.yaml")]
+    docs = render(*args)
+    scaled = [d for d in docs if d["kind"] == "ScaledObject"]
+    assert len(scaled) == len(POOLS)
+    for pool, queue in POOLS.items():
+        so = find(docs, "ScaledObject", f"roadsigns-{pool}")
+        deployment = find(docs, "Deployment", f"roadsigns-{pool}")
+        assert so["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+        (trigger,) = so["spec"]["triggers"]
+        assert trigger["type"] == "redis"
+        assert trigger["metadata"]["listName"] == queue
+        assert trigger["authenticationRef"]["name"] == "roadsigns-redis"
+        args = container(deployment)["args"]
+        assert args[args.index("-Q") + 1] == queue, "the worker consumes the list its scaler watches"
+        assert "replicas" not in deployment["spec"], "KEDA owns the replica count"
+        # Long enough for Celery's warm shutdown to finish a running task (time limit 300 s).
+        assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > 300
+    find(docs, "TriggerAuthentication", "roadsigns-redis")
+    hpa = find(docs, "HorizontalPodAutoscaler", "roadsigns-gateway")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "roadsigns-gateway"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (["--set", "detector.resources.limits.nvidia\\.com/gpu=null"], "nvidia.com/gpu >= 1"),
+        (["--set", "detector.resources.limits.nvidia\\.com/gpu=0"], "nvidia.com/gpu >= 1"),
+        (["--set", "detector.nodeSelector=null"], "detector.nodeSelector must not be empty"),
+        (["--set-json", "detector.tolerations=[]"], "must tolerate the nvidia.com/gpu taint"),
+        (["--set", "ocr.resources.limits.nvidia\\.com/gpu=1"], "OCR pool runs on CPU nodes"),
+        (["--set", "ocr.queue=detect"], 'the ocr pool must consume and scale on its own queue "ocr"'),
+        (["--set", "tracker.queue=ocr"], 'its own queue "track"'),
+        (["--set", "detector.terminationGracePeriodSeconds=30"], "so a running task can finish"),
+        (["--set", "ocr.autoscaling.minReplicas=9"], "minReplicas must not exceed maxReplicas"),
+        (["--set", "ocr.autoscaling.listLength=0"], "listLength"),
+    ],
+)
+def test_values_that_break_gpu_pinning_or_autoscaling_are_refused(override: list[str], message: str) -> None:
+    result = helm_template(*override)
+    assert result.returncode != 0, f"helm rendered {override} without complaint"
+    assert message in result.stderr, result.stderr
+
+
+def test_migration_hook_monitoring_and_test_pod() -> None:
+    docs = render()
+    job = find(docs, "Job", "roadsigns-migrate")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert container({"spec": job["spec"]})["args"][0] == "roadsigns-migrate"
+
+    rule = find(docs, "PrometheusRule", "roadsigns")
+    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
+    assert {
+        "RoadsignsApiLatencyHigh",
+        "RoadsignsApiErrorRateHigh",
+        "RoadsignsContainerCpuHigh",
+        "RoadsignsContainerMemoryHigh",
+        "RoadsignsQueueBacklogGrowing",
+        "RoadsignsStageStalled",
+    } <= alerts
+    # The rule annotations keep their Prometheus templates: Helm must not have evaluated them.
+    assert any(
+        "{{ $labels.queue }}" in r.get("annotations", {}).get("summary", "") for r in rule["spec"]["groups"][1]["rules"]
+    )
+
+    monitor = find(docs, "ServiceMonitor", "roadsigns")
+    assert {e["port"] for e in monitor["spec"]["endpoints"]} == {"http", "metrics", "flower"}
+    for pool in POOLS:
+        service = find(docs, "Service", f"roadsigns-{pool}-metrics")
+        assert service["metadata"]["labels"]["roadsigns.io/metrics"] == "true"
+
+    dashboards = find(docs, "ConfigMap", "roadsigns-dashboards")
+    assert dashboards["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboards["data"]["roadsigns.json"])["uid"] == "roadsigns-pipeline"
+
+    test_pod = find(docs, "Pod", "roadsigns-test-connection")
+    assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+
+
+def test_no_password_in_rendered_manifests() -> None:
+    docs = render("-f", str(CHART / "values-production.yaml"))
+    for deployment in (d for d in docs if d["kind"] == "Deployment"):
+        env = {e["name"]: e for e in container(deployment).get("env", [])}
+        assert "secretKeyRef" in env["DATABASE_PASSWORD"]["valueFrom"]
+        assert "$(DATABASE_PASSWORD)" in env["ROADSIGNS_DATABASE_URL"]["value"]
+    assert not [d for d in docs if d["kind"] == "Secret"], "secrets live outside the chart"
+
+
+def test_gateway_image_carries_no_torch() -> None:
+    dockerfile = (ROOT / "services" / "gateway" / "Dockerfile").read_text()
+    installs = [line for line in dockerfile.splitlines() if "pip install" in line]
+    assert installs == ["RUN pip install ./shared ./services/gateway \\"]
+    assert "find_spec('torch') is not None" in dockerfile, "the build fails if a dependency drags torch in"
+    for service in ("gateway", "detector", "ocr", "tracker"):
+        text = (ROOT / "services" / service / "Dockerfile").read_text()
+        assert "USER 10001" in text and "HEALTHCHECK" in text, service
+
+
+def test_compose_requires_secrets_from_the_environment() -> None:
+    need_tools()
+    env = {k: v for k, v in os.environ.items() if k not in ("POSTGRES_PASSWORD", "FLOWER_BASIC_AUTH")}
+    result = subprocess.run(
+        [str(TOOLS / "bin" / "docker-compose"), "-f", "docker-compose.yml", "config", "-q"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "POSTGRES_PASSWORD" in result.stderr
