@@ -39,6 +39,22 @@ class AcceptedImage:
 
 _PASSTHROUGH = {"JPEG": "image/jpeg", "PNG": "image/png"}
 
+# Leading bytes of the formats we read: a file that starts like one of them but that Pillow
+# cannot open is a damaged image, and the message says so.
+_SIGNATURES = (
+    (b"\xff\xd8", "JPEG"),
+    (b"\x89PNG", "PNG"),
+    (b"GIF8", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+
+
+def _looks_like(data: bytes) -> str | None:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for magic, name in _SIGNATURES if data.startswith(magic)), None)
+
 
 def validate_image(data: bytes, settings: Settings) -> AcceptedImage:
     if not data:
@@ -50,8 +66,10 @@ def validate_image(data: bytes, settings: Settings) -> AcceptedImage:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
     except (UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError):
+        kind = _looks_like(data)
+        hint = f": it starts like a {kind} image but its header is corrupt" if kind else ""
         raise UploadRejected(
-            415, "the file is not an image in a supported format (JPEG, PNG, WebP, BMP, TIFF, GIF)"
+            415, f"the file is not an image in a supported format (JPEG, PNG, WebP, BMP, TIFF, GIF){hint}"
         ) from None
     except Exception as exc:  # Pillow raises assorted errors on hostile headers
         raise UploadRejected(400, f"the image header is corrupt: {exc}") from None

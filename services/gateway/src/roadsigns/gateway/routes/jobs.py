@@ -8,7 +8,7 @@ import time
 from typing import Annotated
 from urllib.parse import urlparse
 
-from fastapi import APIRouter, File, Form, Header, HTTPException, Query, UploadFile
+from fastapi import APIRouter, File, Form, Header, HTTPException, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -40,6 +40,14 @@ async def read_upload(file: UploadFile, max_bytes: int) -> bytes:
     return data
 
 
+async def refuse_several_files(request: Request) -> None:
+    """FastAPI would silently keep the last of several `file` parts; say so instead."""
+    count = len((await request.form()).getlist("file"))  # the form FastAPI already parsed (cached)
+    if count > 1:
+        UPLOADS_REJECTED.labels("422").inc()
+        raise UploadRejected(422, f"send one file per request in the form field 'file' (got {count})")
+
+
 class Conflict(UploadRejected):
     def __init__(self, message: str) -> None:
         super().__init__(409, message)
@@ -49,7 +57,8 @@ def _check_callback_url(url: str | None) -> str | None:
     if not url:
         return None
     parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc or len(url) > 2048:
+    has_control = any(ord(c) < 32 or ord(c) == 127 for c in url)  # PostgreSQL cannot store a NUL
+    if parsed.scheme not in ("http", "https") or not parsed.netloc or len(url) > 2048 or has_control:
         raise UploadRejected(422, "callback_url must be an absolute http(s) URL of at most 2048 characters")
     return url
 
@@ -92,7 +101,7 @@ def submit(
     job = Job(
         id=job_id,
         status=JobStatus.QUEUED.value,
-        filename=(filename or "")[:255] or None,
+        filename=(filename or "").replace("\x00", "")[:255] or None,  # metadata only; PostgreSQL refuses NUL
         content_type=image.content_type,
         blob_key=key,
         image_width=image.width,
@@ -143,16 +152,18 @@ IdempotencyKey = Annotated[
         409: {"description": "Idempotency-Key reused with a different upload"},
         413: {"description": "file or image too large"},
         415: {"description": "not an image"},
-        422: {"description": "missing `file` field, or a bad callback_url"},
+        422: {"description": "missing `file` field, several files, or a bad callback_url"},
     },
 )
 async def create_job(
+    request: Request,
     services: ServicesDep,
     file: Annotated[UploadFile, File(description="a photo")],
     callback_url: Annotated[str | None, Form(description="POSTed a signed copy of the job when it finishes")] = None,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Accept a photo; answer 202 with the job and its Location."""
+    await refuse_several_files(request)
     data = await read_upload(file, services.settings.max_upload_bytes)
     out, created = await run_in_threadpool(submit, services, data, file.filename, idempotency_key, callback_url)
     headers = {"Location": f"/jobs/{out.id}"}
@@ -165,7 +176,7 @@ async def create_job(
 def list_jobs(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # larger ones overflow PostgreSQL's bigint
     status: JobStatus | None = None,
 ) -> JobPage:
     """Jobs, newest first."""
@@ -174,7 +185,7 @@ def list_jobs(
 
 
 def _job_or_404(session: SessionDep, job_id: str):  # type: ignore[no-untyped-def]
-    job = repository.get(session, job_id) if len(job_id) <= 64 else None
+    job = repository.get(session, job_id) if len(job_id) <= 64 and "\x00" not in job_id else None
     if job is None:
         raise HTTPException(404, f"no job with id {job_id!r}")
     return job

@@ -6,13 +6,13 @@ import asyncio
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, File, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from roadsigns.gateway import repository
 from roadsigns.gateway.deps import ServicesDep
-from roadsigns.gateway.routes.jobs import read_upload, submit
+from roadsigns.gateway.routes.jobs import read_upload, refuse_several_files, submit
 from roadsigns.shared.db.session import session_scope
 from roadsigns.shared.db.views import job_to_out
 from roadsigns.shared.schemas import TERMINAL, JobOut, JobStatus
@@ -33,11 +33,13 @@ def _load(services: ServicesDep, job_id: str) -> JobOut:
     responses={202: {"description": "not finished within the timeout; poll the Location"}},
 )
 async def predict(
+    request: Request,
     services: ServicesDep,
     file: Annotated[UploadFile, File()],
     timeout: Annotated[float | None, Query(gt=0, le=600)] = None,
 ) -> JSONResponse:
     """Submit a photo and wait for the result (200), or answer 202 with the job if it takes too long."""
+    await refuse_several_files(request)
     data = await read_upload(file, services.settings.max_upload_bytes)
     job, _ = await run_in_threadpool(submit, services, data, file.filename)
     deadline = time.monotonic() + (timeout or services.settings.predict_timeout_s)
