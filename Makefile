@@ -8,7 +8,7 @@ DEV_ENV := ROADSIGNS_DATABASE_URL=postgresql+psycopg2://postgres@127.0.0.1:5432/
 	ROADSIGNS_BROKER_URL=redis://127.0.0.1:6379/0 ROADSIGNS_BLOB_DIR=$(CURDIR)/.dev/blobs \
 	ROADSIGNS_MLFLOW_TRACKING_URI=http://127.0.0.1:5000 MLFLOW_DISABLE_TELEMETRY=true
 
-.PHONY: setup system-deps demo dev migrate test lint format train bench clean tools deploy-check dashboards \
+.PHONY: setup system-deps demo dev migrate test lint format train bench soak clean tools deploy-check dashboards \
 	screenshots up up-gpu down
 
 $(VENV)/.installed: requirements-dev.txt shared/pyproject.toml services/*/pyproject.toml training/pyproject.toml
@@ -60,8 +60,13 @@ format: setup
 train: setup ## train detector and classifier from ../shared/data (parameters: training/config.yaml)
 	$(BIN)/roadsigns-train --config training/config.yaml
 
-bench: setup ## detector latency, PyTorch against ONNX Runtime, same photos, same run
-	$(PY) benchmarks/backends.py tests/data/photos
+bench: setup ## detector backends compared; bare pipeline against the queued services; accept rate; memory
+	@command -v wrk >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get install -y -q wrk; }
+	$(PY) -m benchmarks.backends tests/data/photos
+	$(PY) -m benchmarks.pipeline
+
+soak: setup ## 2,000 jobs through the services, memory of every process sampled over time
+	$(PY) -m benchmarks.soak --jobs 2000
 
 tools: ## offline deployment checkers into .tools/ (helm, kubernetes-validate, compose, promtool, hadolint)
 	bash deploy/install-tools.sh

@@ -1,6 +1,6 @@
 """Detector + classifier latency per photo: PyTorch against ONNX Runtime, same photos, same run.
 
-    python benchmarks/backends.py [PHOTOS_DIR] [--repeat N] [--imgsz 1376]
+    python -m benchmarks.backends [PHOTOS_DIR] [--repeat N] [--imgsz 1376]
 
 Prints one JSON object: median and p90 milliseconds per photo for each backend and
 the ratio. Backends alternate photo by photo so that a noisy neighbour hurts both alike.

@@ -88,7 +88,7 @@ def train(
             loss.backward()
             opt.step()
             sched.step()
-            total_loss += float(loss) * len(idx)
+            total_loss += loss.item() * len(idx)
         val_acc = evaluate(model, images[val_idx], labels[val_idx]) if len(val_idx) else 0.0
         if val_acc >= best_acc:
             best_acc = val_acc

@@ -22,7 +22,7 @@ STOP_CLASS = 14
 # Pictogram-only signs: nothing to read, unless the classifier was unsure of the class.
 # (disc diameter as a fraction of the crop, threshold shift, opening kernel), most often right first.
 _NUMBER_VARIANTS = [(0.66, 0.0, 0), (0.66, -0.2, 3), (0.74, -0.2, 3), (0.6, -0.35, 3), (0.74, 0.0, 0), (0.66, -0.35, 0)]
-_PLAUSIBLE_SPEED = re.compile(r"^(5|[1-9]0|1[0-3]0|[1-9]5)$")
+_PLAUSIBLE_SPEED = re.compile(r"^([1-9]0|1[0-3]0)$")  # 10, 20, ... 130 km/h
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,228 @@
+"""`make bench`: the bare in-process pipeline against the queued services, in one run.
+
+1. bare: `roadsigns analyze`'s code path (detector + OCR in one process), photo after photo;
+2. queued: the same photos through gateway, Redis, the three pools and Postgres, submitted
+   all at once (the saturating case), with throughput, end-to-end percentiles and each
+   stage's share; the ratio queued/bare;
+3. the gateway's accept rate for POST /jobs under wrk, workers stopped so that only the
+   gateway is measured;
+4. peak resident memory of every service's process tree.
+
+Prints a table and writes the JSON report to out/bench.json. Needs local Postgres and Redis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from roadsigns.cli.pipeline import Pipeline
+from roadsigns.shared.settings import Settings
+from tests.stack import Stack, wait_until
+
+PHOTOS = sorted(Path("tests/data/photos").glob("*.jpg"))
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+class MemorySampler(threading.Thread):
+    """Peak RSS (MB) of each named process tree, sampled every 0.5 s."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        super().__init__(daemon=True)
+        self.pids, self.peak = pids, dict.fromkeys(pids, 0.0)
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            for name, pid in self.pids.items():
+                try:
+                    root = psutil.Process(pid)
+                    rss = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+                    self.peak[name] = max(self.peak[name], rss / 2**20)
+                except psutil.Error:
+                    pass
+            time.sleep(0.5)
+
+
+def bare(photos: list[bytes]) -> dict:
+    pipeline = Pipeline(Settings())
+    pipeline.analyze(photos[0])  # warm
+    t0 = time.perf_counter()
+    latencies = []
+    for data in photos:
+        t = time.perf_counter()
+        pipeline.analyze(data)
+        latencies.append((time.perf_counter() - t) * 1000)
+    seconds = time.perf_counter() - t0
+    return {
+        "images": len(photos),
+        "seconds": round(seconds, 2),
+        "images_per_s": round(len(photos) / seconds, 3),
+        "p50_ms": round(pct(latencies, 0.5), 1),
+        "p95_ms": round(pct(latencies, 0.95), 1),
+    }
+
+
+def one_at_a_time(stack: Stack, photos: list[bytes], n: int) -> dict:
+    """End-to-end latency of a single job on an idle system: submit, wait, repeat."""
+    totals, wall = [], []
+    with httpx.Client(base_url=stack.gateway_url, timeout=60) as client:
+        for i in range(n):
+            t0 = time.perf_counter()
+            job_id = client.post("/jobs", files={"file": ("p.jpg", photos[i % len(photos)], "image/jpeg")}).json()["id"]
+            job = client.get(f"/jobs/{job_id}").json()
+            while job["status"] not in ("done", "failed"):
+                time.sleep(0.02)
+                job = client.get(f"/jobs/{job_id}").json()
+            wall.append((time.perf_counter() - t0) * 1000)
+            totals.append(job["timings_ms"]["total_ms"])
+    return {
+        "jobs": n,
+        "median_total_ms": round(statistics.median(totals), 1),
+        "median_client_ms": round(statistics.median(wall), 1),
+    }
+
+
+def queued(stack: Stack, photos: list[bytes]) -> dict:
+    with httpx.Client(base_url=stack.gateway_url, timeout=60) as client:
+        # Warm every pool with one job first, as the bare run was warmed.
+        warm = client.post("/jobs", files={"file": ("w.jpg", photos[0], "image/jpeg")}).json()["id"]
+        wait_until(lambda: client.get(f"/jobs/{warm}").json()["status"] == "done", 300, "warm-up job")
+        t0 = time.perf_counter()
+        ids = [client.post("/jobs", files={"file": ("p.jpg", d, "image/jpeg")}).json()["id"] for d in photos]
+        done: dict[str, dict] = {}
+        while len(done) < len(ids):
+            for job_id in ids:
+                if job_id not in done:
+                    job = client.get(f"/jobs/{job_id}").json()
+                    if job["status"] in ("done", "failed"):
+                        done[job_id] = job
+            time.sleep(0.2)
+        seconds = time.perf_counter() - t0
+    jobs = list(done.values())
+    totals = [j["timings_ms"]["total_ms"] for j in jobs if j["status"] == "done"]
+    stages = ("queue_wait_ms", "detect_ms", "classify_ms", "ocr_ms")
+    stage_means = {
+        s: statistics.mean(j["timings_ms"].get(s, 0.0) for j in jobs if j["status"] == "done") for s in stages
+    }
+    mean_total = statistics.mean(totals)
+    return {
+        "images": len(ids),
+        "failed": sum(j["status"] == "failed" for j in jobs),
+        "seconds": round(seconds, 2),
+        "images_per_s": round(len(ids) / seconds, 3),
+        "p50_ms": round(pct(totals, 0.5), 1),
+        "p95_ms": round(pct(totals, 0.95), 1),
+        "p99_ms": round(pct(totals, 0.99), 1),
+        "stage_share": {s: round(v / mean_total, 3) for s, v in stage_means.items()},
+    }
+
+
+def accept_rate(stack: Stack, seconds: int, connections: int) -> dict:
+    if shutil.which("wrk") is None:
+        return {"skipped": "wrk is not installed (apt-get install wrk)"}
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            "2",
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds}s",
+            "--latency",
+            "-s",
+            "benchmarks/post_jobs.lua",
+            f"{stack.gateway_url}/jobs",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ROADSIGNS_BENCH_PHOTO": str(PHOTOS[3])},
+    )
+    match = re.search(r"WRK_JSON (\{.*\})", out.stdout)
+    if match is None:
+        return {"error": out.stdout[-2000:] + out.stderr[-2000:]}
+    report = json.loads(match.group(1))
+    report["requests_per_s"] = round(report["requests"] / report["seconds"], 1)
+    report["connections"] = connections
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=20, help="photos per run (the samples, cycled)")
+    parser.add_argument("--wrk-seconds", type=int, default=15)
+    parser.add_argument("--wrk-connections", type=int, default=32)
+    parser.add_argument("--ocr-concurrency", type=int, default=1)
+    args = parser.parse_args()
+    photos = [PHOTOS[i % len(PHOTOS)].read_bytes() for i in range(args.images)]
+    report: dict = {
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        }
+    }
+    report["bare"] = bare(photos)
+    root = Path(tempfile.mkdtemp(prefix="roadsigns-bench-"))
+    stack = Stack.create(root)
+    try:
+        for pool, n in (("detector", 1), ("ocr", args.ocr_concurrency), ("tracker", 1)):
+            stack.start_worker(pool, n)
+        stack.start_gateway()
+        stack.wait_workers_ready(["detector", "ocr", "tracker"])
+        sampler = MemorySampler({name: proc.pid for name, proc in stack.procs.items()})
+        sampler.start()
+        report["queued"] = queued(stack, photos)
+        report["single_job"] = one_at_a_time(stack, photos, 7)
+        report["queued_over_bare"] = round(report["queued"]["images_per_s"] / report["bare"]["images_per_s"], 3)
+        for pool in ("detector", "ocr", "tracker"):
+            stack.stop(pool)  # measure the gateway alone; accepted jobs wait in Redis
+        report["accept"] = accept_rate(stack, args.wrk_seconds, args.wrk_connections)
+        sampler.halt.set()
+        report["peak_rss_mb"] = {k: round(v, 1) for k, v in sampler.peak.items()}
+    finally:
+        stack.close()
+        shutil.rmtree(root, ignore_errors=True)
+    Path("out").mkdir(exist_ok=True)
+    Path("out/bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    b, q, a = report["bare"], report["queued"], report["accept"]
+    print(f"machine: {report['machine']}")
+    print(f"{'':24}{'img/s':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}")
+    print(f"{'bare pipeline':24}{b['images_per_s']:>8}{b['p50_ms']:>9}{b['p95_ms']:>9}{'':>9}")
+    print(f"{'queued services':24}{q['images_per_s']:>8}{q['p50_ms']:>9}{q['p95_ms']:>9}{q['p99_ms']:>9}")
+    print(f"queued/bare throughput: {report['queued_over_bare']}; stage share of end-to-end: {q['stage_share']}")
+    print(
+        f"one job at a time (median of {report['single_job']['jobs']}): {report['single_job']['median_total_ms']} ms "
+        f"recorded, {report['single_job']['median_client_ms']} ms seen by the client polling every 20 ms"
+    )
+    if "requests_per_s" in a:
+        print(
+            f"POST /jobs accept rate: {a['requests_per_s']} req/s at {a['connections']} connections, "
+            f"p50 {a['p50_ms']} ms, p99 {a['p99_ms']} ms, statuses {a['statuses']}, errors {a['errors']}"
+        )
+    else:
+        print(f"POST /jobs accept rate: {a}")
+    print(f"peak RSS MB: {report['peak_rss_mb']}")
+    print("report: out/bench.json")
+
+
+if __name__ == "__main__":
+    main()
