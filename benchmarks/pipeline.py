@@ -216,7 +216,7 @@ def main() -> None:
     if "requests_per_s" in a:
         print(
             f"POST /jobs accept rate: {a['requests_per_s']} req/s at {a['connections']} connections, "
-            f"p50 {a['p50_ms']} ms, p99 {a['p99_ms']} ms, statuses {a['statuses']}, errors {a['errors']}"
+            f"p50 {a['p50_ms']} ms, p99 {a['p99_ms']} ms, errors (connection, timeout or non-2xx) {a['errors']}"
         )
     else:
         print(f"POST /jobs accept rate: {a}")
