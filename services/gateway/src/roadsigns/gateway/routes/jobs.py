@@ -184,7 +184,7 @@ def list_jobs(
     return JobPage(items=[job_to_out(j, with_signs=False) for j in jobs], total=total, limit=limit, offset=offset)
 
 
-def _job_or_404(session: SessionDep, job_id: str):  # type: ignore[no-untyped-def]
+def _job_or_404(session: SessionDep, job_id: str) -> Job:
     job = repository.get(session, job_id) if len(job_id) <= 64 and "\x00" not in job_id else None
     if job is None:
         raise HTTPException(404, f"no job with id {job_id!r}")
