@@ -8,7 +8,7 @@ DEV_ENV := ROADSIGNS_DATABASE_URL=postgresql+psycopg2://postgres@127.0.0.1:5432/
 	ROADSIGNS_BROKER_URL=redis://127.0.0.1:6379/0 ROADSIGNS_BLOB_DIR=$(CURDIR)/.dev/blobs \
 	ROADSIGNS_MLFLOW_TRACKING_URI=http://127.0.0.1:5000 MLFLOW_DISABLE_TELEMETRY=true
 
-.PHONY: setup system-deps demo dev migrate test lint format train bench soak clean tools deploy-check dashboards \
+.PHONY: setup system-deps demo dev migrate test lint format train heldout evaluate bench soak clean tools deploy-check dashboards \
 	screenshots up up-gpu down
 
 $(VENV)/.installed: requirements-dev.txt shared/pyproject.toml services/*/pyproject.toml training/pyproject.toml
@@ -59,6 +59,13 @@ format: setup
 
 train: setup ## train detector and classifier from ../shared/data (parameters: training/config.yaml)
 	$(BIN)/roadsigns-train --config training/config.yaml
+
+heldout: setup ## write the held-out evaluation set (the split make train keeps out) into .train/heldout
+	$(BIN)/roadsigns-train --config training/config.yaml --stages heldout
+
+evaluate: heldout ## the README's accuracy figures: the evaluation CLI on the held-out set
+	$(BIN)/roadsigns evaluate detection --images .train/heldout/images --gt .train/heldout/gt.txt
+	$(BIN)/roadsigns evaluate classification --npz .train/heldout/gtsrb-val.npz
 
 bench: setup ## detector backends compared; bare pipeline against the queued services; accept rate; memory
 	@command -v wrk >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get install -y -q wrk; }

@@ -121,3 +121,15 @@ def test_detection_report_counts_classes_categories_and_text() -> None:
     }
     r2 = detection_report(gt, swapped)
     assert r2["map50"] < 1.0 and r2["map50_category"] == pytest.approx(1.0) and r2["map50_any"] == pytest.approx(1.0)
+
+
+def test_detection_report_ranks_every_proposal_but_counts_recall_at_the_operating_point() -> None:
+    gt = read_gt(PHOTOS / "gt.txt")
+    # Every sign found, one of them only with a low score (below the reporting threshold).
+    low = next(iter(gt))
+    preds = {n: [Pred(b.xyxy, b.class_id, 0.1 if n == low else 0.9) for b in bs] for n, bs in gt.items()}
+    report = detection_report(gt, preds, min_score=0.25)
+    assert report["map50_any"] == pytest.approx(1.0)  # ranked last but still found: AP is whole
+    n_signs, n_low = sum(len(bs) for bs in gt.values()), len(gt[low])
+    assert report["recall"] == pytest.approx((n_signs - n_low) / n_signs)  # not reported, so not recalled
+    assert report["precision"] == 1.0 and report["min_confidence"] == 0.25

@@ -37,11 +37,13 @@ class Settings(BaseSettings):
 
     # Detector
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    backend: Literal["torch", "onnx"] = "torch"  # onnx: ONNX Runtime on the CPU
+    # auto: torch on a CUDA device, else openvino. onnx: ONNX Runtime on the CPU.
+    backend: Literal["auto", "torch", "onnx", "openvino"] = "auto"
     detector_weights: Path | None = None  # default: the shipped file
     classifier_weights: Path | None = None
     detector_imgsz: int = 1376
-    detector_conf: float = 0.25
+    detector_conf: float = 0.05  # the localiser proposes boxes down to this score
+    min_confidence: float = 0.25  # a sign is reported when localiser score x class probability reaches this
     crop_margin: float = 0.2  # crops are this much larger than the box on each side, in total
     model_registry_alias: str | None = None  # e.g. "champion": load models:/NAME@ALIAS from MLflow
 

@@ -65,10 +65,16 @@ def train(
     seed: int,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> tuple[SignNet, float]:
-    """Train with AdamW, a cosine schedule and label smoothing; return the best model by val accuracy."""
+    """Train with AdamW, a cosine schedule and label smoothing; return the best model by val accuracy.
+
+    `cfg["start_weights"]`, when set, is a state dict to continue from (a fine-tune) instead of
+    a fresh initialisation.
+    """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = SignNet()
+    if cfg.get("start_weights"):
+        model.load_state_dict(torch.load(cfg["start_weights"], map_location="cpu", weights_only=True))
     x_train = torch.from_numpy(standardise(images[train_idx]))
     y_train = torch.from_numpy(labels[train_idx].astype(np.int64))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])

@@ -65,6 +65,41 @@ def log_epochs(results_csv: Path) -> None:
             mlflow.log_metrics(metrics, step=step)
 
 
+def photo_split(data: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(train, held-out) GTSDB photo names: chosen by photo, never by sign."""
+    names = sorted(p.name for p in Path(data["gtsdb_images"]).iterdir() if p.suffix.lower() in {".jpg", ".png", ".ppm"})
+    return split_names(names, float(data["val_fraction_photos"]), int(data["seed"]))
+
+
+def crop_split(data: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """GTSRB images, labels, and (train, held-out) indices: chosen by physical sign (track)."""
+    npz = np.load(data["gtsrb_npz"])
+    images, labels, track = npz["images"], npz["labels"].astype(np.int64), npz["track"]
+    train_idx, val_idx = clf_train.split_by_track(labels, track, float(data["val_fraction_tracks"]), int(data["seed"]))
+    return images, labels, train_idx, val_idx
+
+
+def write_heldout(data: dict[str, Any], out: Path) -> dict[str, Any]:
+    """The held-out evaluation set in the CLI's formats: OUT/images, OUT/gt.txt, OUT/gtsrb-val.npz.
+
+    The same split training uses (same config, same seed), so these photos and crops never
+    reached training; `roadsigns evaluate` then measures on them.
+    """
+    _, val_names = photo_split(data)
+    images_dir = Path(data["gtsdb_images"]).resolve()
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    for name in val_names:
+        link = out / "images" / name
+        if not link.is_symlink():
+            link.symlink_to(images_dir / name)
+    keep = set(val_names)
+    gt_lines = [line for line in Path(data["gtsdb_gt"]).read_text().splitlines() if line.split(";", 1)[0] in keep]
+    (out / "gt.txt").write_text("\n".join(gt_lines) + "\n")
+    images, labels, _, val_idx = crop_split(data)
+    np.savez(out / "gtsrb-val.npz", images=images[val_idx], labels=labels[val_idx])
+    return {"photos": len(val_names), "signs": len(gt_lines), "crops": int(len(val_idx)), "dir": str(out)}
+
+
 def run(cfg: dict[str, Any], stages: set[str], alias: str, resume_detector: Path | None = None) -> dict[str, Any]:
     import mlflow
 
@@ -72,11 +107,15 @@ def run(cfg: dict[str, Any], stages: set[str], alias: str, resume_detector: Path
     seed = int(data["seed"])
     work = Path(cfg["work_dir"])
     work.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {}
     out_dir = Path(cfg["output_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
+    if "heldout" in stages:  # the evaluation set; trains nothing
+        summary["heldout"] = write_heldout(data, work / "heldout")
+        if stages == {"heldout"}:
+            return summary
     mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(work / 'mlflow.db').resolve()}")
     mlflow.set_experiment(os.environ.get("ROADSIGNS_MLFLOW_EXPERIMENT", "roadsigns-training"))
-    summary: dict[str, Any] = {}
     with mlflow.start_run() as active:
         summary["run_id"] = active.info.run_id
         mlflow.log_params({k: v for k, v in _flatten(cfg).items() if len(str(v)) < 500})
@@ -85,8 +124,7 @@ def run(cfg: dict[str, Any], stages: set[str], alias: str, resume_detector: Path
         if "detector" in stages:
             images_dir = Path(data["gtsdb_images"])
             gt = read_gt(Path(data["gtsdb_gt"]))
-            names = sorted(p.name for p in images_dir.iterdir() if p.suffix.lower() in {".jpg", ".png", ".ppm"})
-            train_names, val_names = split_names(names, float(data["val_fraction_photos"]), seed)
+            train_names, val_names = photo_split(data)
             (work / "detector-val.txt").write_text("\n".join(val_names) + "\n")
             mlflow.log_text("\n".join(val_names), "splits/detector-val-photos.txt")
             det_cfg = dict(cfg["detector"], seed=seed)
@@ -108,9 +146,7 @@ def run(cfg: dict[str, Any], stages: set[str], alias: str, resume_detector: Path
         if "classifier" in stages:
             import torch
 
-            npz = np.load(data["gtsrb_npz"])
-            images, labels, track = npz["images"], npz["labels"].astype(np.int64), npz["track"]
-            train_idx, val_idx = clf_train.split_by_track(labels, track, float(data["val_fraction_tracks"]), seed)
+            images, labels, train_idx, val_idx = crop_split(data)
             np.save(work / "classifier-val-idx.npy", val_idx)
 
             def on_clf_epoch(epoch: int, metrics: dict[str, float]) -> None:
@@ -170,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--stages",
         default="detector,classifier,register",
-        help="comma-separated subset of detector,classifier,register",
+        help="comma-separated subset of detector,classifier,register,heldout "
+        "(heldout alone writes the evaluation set into WORK_DIR/heldout and trains nothing)",
     )
     parser.add_argument("--alias", default="candidate", help="registry alias given to the new versions")
     parser.add_argument(

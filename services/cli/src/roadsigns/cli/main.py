@@ -78,24 +78,26 @@ def cmd_eval_detection(args: argparse.Namespace) -> int:
     missing = sorted(set(gt) - set(names))
     if missing:
         raise UsageError(f"{args.gt} names {len(missing)} image(s) not in {args.images}, e.g. {missing[0]}")
-    pipeline = Pipeline(_settings(args), ocr=not args.no_ocr)
+    settings = _settings(args)
+    pipeline = Pipeline(settings, ocr=not args.no_ocr)
     preds: dict[str, list[Pred]] = {}
     spent = 0.0
     for name in tqdm(names, desc="evaluate", unit="img", file=sys.stderr, disable=args.quiet):
         data = (args.images / name).read_bytes()
         t0 = time.perf_counter()
         try:
-            analysis = pipeline.analyze(data)
+            analysis = pipeline.analyze(data, min_confidence=0.0)  # every proposal: mAP ranks them all
         except ValueError as exc:
             raise UsageError(f"{args.images / name}: {exc}") from None
         spent += time.perf_counter() - t0
         preds[name] = [Pred(tuple(s.bbox), s.class_id, s.confidence, s.text) for s in analysis.signs]
-    report = detection_report(gt, preds)
+    report = detection_report(gt, preds, settings.min_confidence)
     report.update(
         images=len(names),
         seconds_per_image=spent / len(names),
         model_versions=pipeline.detector.versions,
         imgsz=pipeline.detector.imgsz,
+        backend=pipeline.detector.backend,
     )
     print(json.dumps(report, indent=2))
     return 0

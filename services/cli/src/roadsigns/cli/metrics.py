@@ -105,19 +105,28 @@ def ocr_exact(gt: dict[str, list[Box]], preds: dict[str, list[Pred]]) -> tuple[f
     return (hits / total if total else float("nan")), total
 
 
-def detection_report(gt: dict[str, list[Box]], preds: dict[str, list[Pred]]) -> dict[str, float]:
+def detection_report(
+    gt: dict[str, list[Box]], preds: dict[str, list[Pred]], min_score: float = 0.0
+) -> dict[str, float]:
+    """mAP over every prediction given, ranked by score, as ultralytics and COCO compute it;
+    precision, recall and OCR at the operating point: the predictions scoring `min_score` or more,
+    which are what the service reports."""
+    reported = {name: [p for p in ps if p.score >= min_score] for name, ps in preds.items()}
     by_class = map50(gt, preds, lambda c: c)
     by_category = map50(gt, preds, classes.category_index)
     agnostic = map50(gt, preds, lambda c: 0)
-    exact, n_text = ocr_exact(gt, preds)
+    at_class = map50(gt, reported, lambda c: c)
+    at_any = map50(gt, reported, lambda c: 0)
+    exact, n_text = ocr_exact(gt, reported)
     return {
         "map50": by_class["map50"],
         "map50_category": by_category["map50"],
         "map50_any": agnostic["map50"],
-        "precision": by_class["precision"],
-        "recall": by_class["recall"],
-        "precision_any": agnostic["precision"],
-        "recall_any": agnostic["recall"],
+        "precision": at_class["precision"],
+        "recall": at_class["recall"],
+        "precision_any": at_any["precision"],
+        "recall_any": at_any["recall"],
+        "min_confidence": min_score,
         "ocr_exact": exact,
         "ocr_signs": n_text,
         "signs": sum(len(v) for v in gt.values()),

@@ -53,10 +53,11 @@ class Pipeline:
         self.detector = build_detector(settings)
         self.reader = SignReader(settings.ocr_languages, settings.ocr_min_confidence) if ocr else None
 
-    def analyze(self, data: bytes, job_id: str = "local") -> Analysis:
+    def analyze(self, data: bytes, job_id: str = "local", min_confidence: float | None = None) -> Analysis:
+        """`min_confidence` None: the settings' reporting threshold; 0: every proposal."""
         t0 = time.perf_counter()
         ocr_request = detect_job(
-            DetectRequest(job_id=job_id, blob_key="-", submitted_at=time.time()), data, self.detector
+            DetectRequest(job_id=job_id, blob_key="-", submitted_at=time.time()), data, self.detector, min_confidence
         )
         if self.reader is None:
             signs = [

@@ -6,12 +6,12 @@ package imports the same definition so that a trained state dict always fits.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
-INPUT_SIZE = 32
-NUM_CLASSES = 43
+from roadsigns.detector.preprocess import INPUT_SIZE, NUM_CLASSES, standardise
+
+__all__ = ["INPUT_SIZE", "NUM_CLASSES", "SignNet", "standardise"]
 
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:
@@ -36,16 +36,3 @@ class SignNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
-
-
-def standardise(batch_uint8_rgb: np.ndarray) -> np.ndarray:
-    """N x H x W x 3 uint8 RGB -> N x 3 x H x W float32, each image to zero mean, unit std.
-
-    Per-image standardisation takes out most of the lighting differences between a
-    dim dusk photo and a sunlit one, which is what GTSRB varies most in.
-    """
-    x = batch_uint8_rgb.astype(np.float32)
-    mean = x.mean(axis=(1, 2, 3), keepdims=True)
-    std = x.std(axis=(1, 2, 3), keepdims=True)
-    x = (x - mean) / np.maximum(std, 1.0)
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -11,9 +12,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import make_asgi_app
+from prometheus_client import REGISTRY, CollectorRegistry, make_asgi_app, multiprocess
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from roadsigns.gateway.auth import ApiKey
 from roadsigns.gateway.deps import Services
@@ -42,6 +44,35 @@ def _validation_message(exc: RequestValidationError) -> str:
         else:
             parts.append(f"{field}: {err.get('msg')}")
     return "; ".join(parts)
+
+
+class BodyLimitMiddleware:
+    """Refuse an oversized body from its Content-Length, before reading any of it."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
+            if length.isdigit() and int(length) > self.max_bytes:
+                detail = (
+                    f"the request body is {int(length)} bytes; uploads are limited to "
+                    f"{self.max_bytes - 1024 * 1024} bytes"
+                )
+                await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def metrics_registry() -> CollectorRegistry:
+    """What /metrics serves. With several uvicorn workers (PROMETHEUS_MULTIPROC_DIR set), every
+    worker's samples merged, so a scrape does not see only the worker that happened to answer."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -73,19 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_credentials="*" not in settings.cors_origins,
         )
 
-    @app.middleware("http")
-    async def refuse_giant_bodies(request: Request, call_next):  # type: ignore[no-untyped-def]
-        """Refuse an oversized body from its Content-Length, before reading any of it."""
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.max_upload_bytes + 1024 * 1024:
-            return JSONResponse(
-                {
-                    "detail": f"the request body is {length} bytes; uploads are limited to "
-                    f"{settings.max_upload_bytes} bytes"
-                },
-                status_code=413,
-            )
-        return await call_next(request)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes + 1024 * 1024)
 
     @app.exception_handler(UploadRejected)
     async def _rejected(_: Request, exc: UploadRejected) -> JSONResponse:
@@ -106,8 +125,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(jobs.router, dependencies=ApiKey)
     app.include_router(predict.router, dependencies=ApiKey)
-    register_queue_metrics(settings.broker_url)
-    app.mount("/metrics", make_asgi_app())
+    registry = metrics_registry()
+    register_queue_metrics(settings.broker_url, registry)
+    app.mount("/metrics", make_asgi_app(registry))
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
     @app.get("/", include_in_schema=False)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import time
 
 from prometheus_client import Counter, Histogram
-from starlette.middleware.base import BaseHTTPMiddleware
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HTTP_SECONDS = Histogram(
     "roadsigns_http_request_seconds",
@@ -22,11 +20,31 @@ ENQUEUE_FAILURES = Counter(
 )
 
 
-class MetricsMiddleware(BaseHTTPMiddleware):
-    async def dispatch(self, request: Request, call_next) -> Response:  # type: ignore[no-untyped-def]
+class MetricsMiddleware:
+    """Latency per method, route template and status.
+
+    Plain ASGI rather than Starlette's BaseHTTPMiddleware, which runs every request
+    through an extra task and memory stream: measurable on the upload path.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         t0 = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        HTTP_SECONDS.labels(request.method, path, str(response.status_code)).observe(time.perf_counter() - t0)
-        return response
+        status = 500  # what the client sees when the app raises before answering
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")  # the template the router matched
+            HTTP_SECONDS.labels(scope["method"], path, str(status)).observe(time.perf_counter() - t0)

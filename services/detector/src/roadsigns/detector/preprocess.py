@@ -1,0 +1,88 @@
+"""Array work around the two models, free of torch so the CPU runtimes need none of it.
+
+`letterbox` and `decode_yolo` are what ultralytics does around a YOLO graph, written out
+for the fixed-shape exports: the same resize, grey padding, confidence cut and NMS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+INPUT_SIZE = 32  # the classifier's crop side
+NUM_CLASSES = 43
+PAD_VALUE = 114  # ultralytics' letterbox grey
+NMS_IOU = 0.7  # ultralytics' default for prediction
+
+
+def standardise(batch_uint8_rgb: np.ndarray) -> np.ndarray:
+    """N x H x W x 3 uint8 RGB -> N x 3 x H x W float32, each image to zero mean, unit std.
+
+    Per-image standardisation takes out most of the lighting differences between a
+    dim dusk photo and a sunlit one, which is what GTSRB varies most in.
+    """
+    x = batch_uint8_rgb.astype(np.float32)
+    mean = x.mean(axis=(1, 2, 3), keepdims=True)
+    std = x.std(axis=(1, 2, 3), keepdims=True)
+    x = (x - mean) / np.maximum(std, 1.0)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    scale: float
+    left: int
+    top: int
+
+
+def letterbox(image_bgr: np.ndarray, height: int, width: int) -> tuple[np.ndarray, Letterbox]:
+    """Scale to fit (height, width) keeping the aspect ratio, pad the rest grey, centred.
+
+    Returns the 1 x 3 x H x W float32 RGB blob in [0, 1] and how to map boxes back.
+    """
+    h, w = image_bgr.shape[:2]
+    scale = min(height / h, width / w)
+    new_w, new_h = round(w * scale), round(h * scale)
+    if (new_w, new_h) != (w, h):
+        image_bgr = cv2.resize(image_bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    dw, dh = (width - new_w) / 2, (height - new_h) / 2
+    top, left = round(dh - 0.1), round(dw - 0.1)
+    padded = cv2.copyMakeBorder(
+        image_bgr,
+        top,
+        height - new_h - top,
+        left,
+        width - new_w - left,
+        cv2.BORDER_CONSTANT,
+        value=(PAD_VALUE,) * 3,
+    )
+    blob = cv2.dnn.blobFromImage(padded, scalefactor=1 / 255.0, swapRB=True)
+    return blob, Letterbox(scale, left, top)
+
+
+def decode_yolo(
+    output: np.ndarray, box: Letterbox, image_shape: tuple[int, ...], conf: float, iou: float = NMS_IOU
+) -> tuple[np.ndarray, np.ndarray]:
+    """A YOLOv8 head's 1 x (4 + classes) x anchors output -> (N x 4 xyxy in image pixels, N scores).
+
+    Class-agnostic NMS: the detector localises "a sign"; the classifier names it.
+    """
+    pred = output[0]
+    scores = pred[4:].max(axis=0)
+    keep = scores >= conf
+    if not keep.any():
+        return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
+    cx, cy, bw, bh = pred[:4, keep]
+    scores = scores[keep]
+    xywh = np.stack([cx - bw / 2, cy - bh / 2, bw, bh], axis=1)
+    chosen = np.asarray(cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), conf, iou), dtype=np.int64).reshape(-1)
+    xywh, scores = xywh[chosen], scores[chosen]
+    h, w = image_shape[:2]
+    x1 = np.clip((xywh[:, 0] - box.left) / box.scale, 0, w)
+    y1 = np.clip((xywh[:, 1] - box.top) / box.scale, 0, h)
+    x2 = np.clip((xywh[:, 0] + xywh[:, 2] - box.left) / box.scale, 0, w)
+    y2 = np.clip((xywh[:, 1] + xywh[:, 3] - box.top) / box.scale, 0, h)
+    order = np.argsort(-scores)
+    return np.stack([x1, y1, x2, y2], axis=1)[order].astype(np.float32), scores[order].astype(np.float32)
