@@ -5,7 +5,8 @@
    all at once (the saturating case), with throughput, end-to-end percentiles and each
    stage's share; the ratio queued/bare;
 3. the gateway's accept rate for POST /jobs under wrk, workers stopped so that only the
-   gateway is measured;
+   gateway is measured, with the CPU time each party spent per accepted request (gateway,
+   Postgres, Redis, wrk itself): on a 2-core machine that split is what bounds the rate;
 4. peak resident memory of every service's process tree.
 
 Prints a table and writes the JSON report to out/bench.json. Needs local Postgres and Redis.
@@ -135,9 +136,32 @@ def queued(stack: Stack, photos: list[bytes]) -> dict:
     }
 
 
-def accept_rate(stack: Stack, seconds: int, connections: int) -> dict:
+def _cpu_seconds(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def _named(*prefixes: str) -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith(prefixes)]
+
+
+def accept_rate(stack: Stack, seconds: int, connections: int, photo: Path = PHOTOS[3]) -> dict:
     if shutil.which("wrk") is None:
         return {"skipped": "wrk is not installed (apt-get install wrk)"}
+    gateway = psutil.Process(stack.procs["gateway"].pid)
+    parties = {
+        "gateway": [gateway, *gateway.children(recursive=True)],
+        "postgres": _named("postgres"),  # every backend and the WAL writer: the server's whole cost
+        "redis": _named("redis-server"),
+    }
+    before = {name: _cpu_seconds(procs) for name, procs in parties.items()}
+    usage_before = os.times()
     out = subprocess.run(
         [
             "wrk",
@@ -154,15 +178,51 @@ def accept_rate(stack: Stack, seconds: int, connections: int) -> dict:
         ],
         capture_output=True,
         text=True,
-        env={**os.environ, "ROADSIGNS_BENCH_PHOTO": str(PHOTOS[3])},
+        env={**os.environ, "ROADSIGNS_BENCH_PHOTO": str(photo)},
     )
+    usage_after = os.times()
     match = re.search(r"WRK_JSON (\{.*\})", out.stdout)
     if match is None:
         return {"error": out.stdout[-2000:] + out.stderr[-2000:]}
     report = json.loads(match.group(1))
     report["requests_per_s"] = round(report["requests"] / report["seconds"], 1)
     report["connections"] = connections
+    spent = {name: _cpu_seconds(procs) - before[name] for name, procs in parties.items()}
+    spent["wrk"] = (usage_after.children_user - usage_before.children_user) + (
+        usage_after.children_system - usage_before.children_system
+    )
+    requests = max(1, report["requests"])
+    report["cpu_ms_per_request"] = {name: round(v * 1000 / requests, 2) for name, v in spent.items()}
+    total = sum(spent.values()) * 1000 / requests
+    report["cpu_ms_per_request"]["total"] = round(total, 2)
+    # What these costs allow when every core does nothing else.
+    report["cpu_bound_requests_per_s"] = round((os.cpu_count() or 1) * 1000 / total, 1)
     return report
+
+
+def print_accept(a: dict) -> None:
+    if "requests_per_s" not in a:
+        print(f"POST /jobs accept rate: {a}")
+        return
+    print(
+        f"POST /jobs accept rate: {a['requests_per_s']} req/s at {a['connections']} connections, "
+        f"p50 {a['p50_ms']} ms, p99 {a['p99_ms']} ms, errors (connection, timeout or non-2xx) {a['errors']}"
+    )
+    print(
+        f"CPU ms per accepted request: {a['cpu_ms_per_request']}; "
+        f"at that cost {os.cpu_count()} cores allow {a['cpu_bound_requests_per_s']} req/s"
+    )
+
+
+def accept_only(args: argparse.Namespace) -> None:
+    root = Path(tempfile.mkdtemp(prefix="roadsigns-bench-"))
+    stack = Stack.create(root)
+    try:
+        stack.start_gateway(workers=args.gateway_workers)
+        print_accept(accept_rate(stack, args.wrk_seconds, args.wrk_connections, args.accept_photo))
+    finally:
+        stack.close()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def main() -> None:
@@ -171,7 +231,15 @@ def main() -> None:
     parser.add_argument("--wrk-seconds", type=int, default=15)
     parser.add_argument("--wrk-connections", type=int, default=32)
     parser.add_argument("--ocr-concurrency", type=int, default=1)
+    parser.add_argument(
+        "--gateway-workers", type=int, default=os.cpu_count() or 1, help="uvicorn worker processes (default: cores)"
+    )
+    parser.add_argument("--accept-only", action="store_true", help="only part 3: the gateway's accept rate")
+    parser.add_argument("--accept-photo", type=Path, default=PHOTOS[3], help="the upload wrk repeats")
     args = parser.parse_args()
+    if args.accept_only:
+        accept_only(args)
+        return
     photos = [PHOTOS[i % len(PHOTOS)].read_bytes() for i in range(args.images)]
     report: dict = {
         "machine": {
@@ -186,7 +254,7 @@ def main() -> None:
     try:
         for pool, n in (("detector", 1), ("ocr", args.ocr_concurrency), ("tracker", 1)):
             stack.start_worker(pool, n)
-        stack.start_gateway()
+        stack.start_gateway(workers=args.gateway_workers)
         stack.wait_workers_ready(["detector", "ocr", "tracker"])
         sampler = MemorySampler({name: proc.pid for name, proc in stack.procs.items()})
         sampler.start()
@@ -195,7 +263,7 @@ def main() -> None:
         report["queued_over_bare"] = round(report["queued"]["images_per_s"] / report["bare"]["images_per_s"], 3)
         for pool in ("detector", "ocr", "tracker"):
             stack.stop(pool)  # measure the gateway alone; accepted jobs wait in Redis
-        report["accept"] = accept_rate(stack, args.wrk_seconds, args.wrk_connections)
+        report["accept"] = accept_rate(stack, args.wrk_seconds, args.wrk_connections, args.accept_photo)
         sampler.halt.set()
         report["peak_rss_mb"] = {k: round(v, 1) for k, v in sampler.peak.items()}
     finally:
@@ -213,13 +281,7 @@ def main() -> None:
         f"one job at a time (median of {report['single_job']['jobs']}): {report['single_job']['median_total_ms']} ms "
         f"recorded, {report['single_job']['median_client_ms']} ms seen by the client polling every 20 ms"
     )
-    if "requests_per_s" in a:
-        print(
-            f"POST /jobs accept rate: {a['requests_per_s']} req/s at {a['connections']} connections, "
-            f"p50 {a['p50_ms']} ms, p99 {a['p99_ms']} ms, errors (connection, timeout or non-2xx) {a['errors']}"
-        )
-    else:
-        print(f"POST /jobs accept rate: {a}")
+    print_accept(a)
     print(f"peak RSS MB: {report['peak_rss_mb']}")
     print("report: out/bench.json")
 

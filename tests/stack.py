@@ -71,6 +71,20 @@ def claim_redis_db() -> int:
     raise RuntimeError("all Redis databases 1-15 are claimed by other test sessions")
 
 
+def gateway_command(port: int, workers: int = 1) -> list[str]:
+    return [
+        str(BIN / "uvicorn"),
+        "--factory",
+        "roadsigns.gateway.app:create_app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+
+
 @dataclass
 class Stack:
     root: Path
@@ -145,21 +159,18 @@ class Stack:
         self.env["ROADSIGNS_MLFLOW_TRACKING_URI"] = self.mlflow_url
         wait_until(lambda: httpx.get(f"{self.mlflow_url}/health", timeout=1).status_code == 200, 90, "mlflow")
 
-    def start_gateway(self, port: int | None = None) -> None:
+    def start_gateway(self, port: int | None = None, workers: int = 1, extra_env: dict[str, str] | None = None) -> None:
+        """uvicorn on a free port. With several workers, their metrics are merged through a
+        multiprocess samples folder of the gateway's own, as in deployment."""
         port = port or free_port()
         self.gateway_url = f"http://127.0.0.1:{port}"
-        self._start(
-            "gateway",
-            [
-                str(BIN / "uvicorn"),
-                "--factory",
-                "roadsigns.gateway.app:create_app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-        )
+        env = {**self.env, **(extra_env or {})}
+        if workers > 1:
+            metrics_dir = self.root / "metrics" / "gateway"
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            metrics_dir.mkdir(parents=True)
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        self._start("gateway", gateway_command(port, workers), env=env)
         wait_until(lambda: httpx.get(f"{self.gateway_url}/ready", timeout=2).status_code == 200, 60, "gateway")
 
     def start_worker(self, pool: str, concurrency: int = 1, extra_env: dict[str, str] | None = None) -> None:

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.conftest import PHOTOS, wait_for_job
-from tests.stack import BIN, free_port, wait_until
+from tests.stack import free_port, gateway_command, wait_until
 
 PHOTO = (PHOTOS / "00330.jpg").read_bytes()
 OTHER = (PHOTOS / "00121.jpg").read_bytes()
@@ -101,15 +101,7 @@ def test_api_keys_when_configured(stack) -> None:  # type: ignore[no-untyped-def
     port = free_port()
     env = {**stack.env, "ROADSIGNS_API_KEYS": '["k-one", "k-two"]'}
     proc = subprocess.Popen(
-        [
-            str(BIN / "uvicorn"),
-            "--factory",
-            "roadsigns.gateway.app:create_app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
+        gateway_command(port),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -26,8 +26,9 @@ def _class_of(path: Path) -> int:
 def test_reads_most_real_speed_limit_and_stop_signs(reader: SignReader) -> None:
     assert len(CROPS) >= 50
     exact = [reader.read(cv2.imread(str(p)), _class_of(p)).text == classes.get(_class_of(p)).text for p in CROPS]
-    # Measured: see README "OCR". Many of these crops are 20-30 px wide, blurred or in deep shade.
-    assert sum(exact) / len(exact) >= 0.6, f"{sum(exact)}/{len(exact)} read exactly"
+    # Many of these crops are 20-30 px wide, blurred or in deep shade. Measured: 54 of 56
+    # (Tesseract alone managed 37); the bar leaves room for a retrained reader's noise.
+    assert sum(exact) / len(exact) >= 0.9, f"{sum(exact)}/{len(exact)} read exactly"
 
 
 def _render_speed_sign(text: str, size: int = 64) -> np.ndarray:
@@ -44,7 +45,7 @@ def _render_speed_sign(text: str, size: int = 64) -> np.ndarray:
     return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
 
 
-@pytest.mark.parametrize("text", ["90", "40", "50", "110"])
+@pytest.mark.parametrize("text", ["90", "40", "50", "110", "45", "130"])
 def test_text_comes_from_pixels_not_class(reader: SignReader, text: str) -> None:
     # Classified as "speed limit 80" (class 5): the reading must still be what is painted.
     reading = reader.read(_render_speed_sign(text), class_id=5)

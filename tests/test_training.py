@@ -50,7 +50,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     )
     config["detector"].update(epochs=1, batch=4)
     config["classifier"].update(epochs=2, batch=32)
-    config.update(output_dir=str(root / "weights"), work_dir=str(root / "work"))
+    config["digits"].update(synthetic=300, epochs=1, batch=64)
+    config.update(
+        output_dir=str(root / "weights"),
+        work_dir=str(root / "work"),
+        digits_output=str(root / "weights" / "digits.onnx"),
+    )
     (root / "config.yaml").write_text(yaml.safe_dump(config))
     tracking = f"sqlite:///{root}/mlflow.db"
     out = subprocess.run(
@@ -68,6 +73,7 @@ def test_training_writes_model_files(trained: dict) -> None:
     weights = trained["root"] / "weights"
     assert (weights / "detector.pt").stat().st_size > 1_000_000
     assert (weights / "classifier.pt").stat().st_size > 100_000
+    assert (weights / "digits.onnx").stat().st_size > 100_000
 
 
 def test_training_run_is_tracked_in_mlflow(trained: dict) -> None:
@@ -78,7 +84,8 @@ def test_training_run_is_tracked_in_mlflow(trained: dict) -> None:
     assert len(client.get_metric_history(run.info.run_id, "classifier/val_accuracy")) == 2
     assert client.get_metric_history(run.info.run_id, "detector/metrics/mAP50_B")
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"detector", "classifier", "summary.json"} <= artifacts
+    assert len(client.get_metric_history(run.info.run_id, "digits/val_exact")) == 1
+    assert {"detector", "classifier", "digits", "summary.json"} <= artifacts
 
 
 def test_versions_registered_with_alias_and_served(trained: dict, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 
+from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -29,6 +30,7 @@ from roadsigns.shared.logs import setup as setup_logging
 from roadsigns.shared.settings import Settings, get_settings
 from roadsigns.shared.tasks import make_celery
 
+THREADS = 16  # per uvicorn worker
 STATIC = resources.files("roadsigns.gateway").joinpath("static")
 
 
@@ -81,7 +83,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = get_engine(settings.database_url, "roadsigns-gateway")
+        # Blocking work (Postgres, the blob write, the image check) runs in a thread pool; one
+        # pooled connection per thread, so no request pays for opening a connection.
+        to_thread.current_default_thread_limiter().total_tokens = THREADS
+        engine = get_engine(settings.database_url, "roadsigns-gateway", pool_size=THREADS)
         app.state.services = Services(
             settings, engine, make_celery("roadsigns-gateway", settings), BlobStore(settings.blob_dir)
         )

@@ -12,11 +12,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 
 @lru_cache(maxsize=8)
-def get_engine(url: str, application_name: str = "roadsigns") -> Engine:
+def get_engine(url: str, application_name: str = "roadsigns", pool_size: int = 5) -> Engine:
+    """`pool_size` should cover the connections a process uses at once: beyond it, each
+    extra connection is opened for one request and closed after it."""
     return create_engine(
         url,
         pool_pre_ping=True,
-        pool_size=5,
+        pool_size=pool_size,
         max_overflow=10,
         pool_timeout=5,
         connect_args={"application_name": f"{application_name}:{os.getpid()}", "connect_timeout": 3},
