@@ -142,11 +142,14 @@ def _tesseract(img: np.ndarray, psm: int, lang: str, whitelist: str | None) -> t
 class SignReader:
     """Chooses a reading strategy from the class; returns what the pixels say."""
 
-    def __init__(self, languages: str = "eng", min_confidence: float = 40.0, digits: DigitReader | None = None) -> None:
+    def __init__(self, languages: str = "eng", min_confidence: float = 40.0, digit_reader: bool = True) -> None:
+        """`digit_reader=False` leaves speed limits to Tesseract as well (slower, less accurate)."""
         self.languages = languages
         self.min_confidence = min_confidence
-        self.digits = digits or DigitReader()
-        self.version = f"tesseract {pytesseract.get_tesseract_version()} ({languages}); digits {self.digits.version}"
+        self.digits = DigitReader() if digit_reader else None
+        self.version = f"tesseract {pytesseract.get_tesseract_version()} ({languages})"
+        if self.digits is not None:
+            self.version += f"; digits {self.digits.version}"
 
     def read(self, crop_bgr: np.ndarray, class_id: int | None, class_probability: float = 1.0) -> Reading:
         if crop_bgr is None or crop_bgr.size == 0:
@@ -168,6 +171,8 @@ class SignReader:
         seen far more type faces: where the learned reader is unsure (below an even
         chance), a confident, plausible Tesseract reading wins.
         """
+        if self.digits is None:
+            return self._tesseract_number(bgr)
         text, p = self.digits.read(bgr)
         if text and p >= DIGITS_SURE:
             return Reading(text, 100 * p, "digits/cnn")
