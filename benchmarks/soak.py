@@ -33,7 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--in-flight", type=int, default=8)
-    parser.add_argument("--every", type=float, default=30.0, help="seconds between memory samples")
+    parser.add_argument("--every", type=float, default=15.0, help="seconds between memory samples")
     args = parser.parse_args()
     photos = [p.read_bytes() for p in PHOTOS]
     root = Path(tempfile.mkdtemp(prefix="roadsigns-soak-"))
@@ -54,15 +54,12 @@ def main() -> None:
                     data = photos[submitted % len(photos)]
                     pending.append(client.post("/jobs", files={"file": ("s.jpg", data, "image/jpeg")}).json()["id"])
                     submitted += 1
-                still = []
-                for job_id in pending:
-                    status = client.get(f"/jobs/{job_id}").json()["status"]
-                    if status in ("done", "failed"):
-                        finished += 1
-                        failed += status == "failed"
-                    else:
-                        still.append(job_id)
-                pending = still
+                # One list request per look (the newest jobs hold every pending one), not one per job.
+                statuses = {j["id"]: j["status"] for j in client.get("/jobs", params={"limit": 100}).json()["items"]}
+                ended = [i for i in pending if statuses.get(i) in ("done", "failed")]
+                finished += len(ended)
+                failed += sum(statuses[i] == "failed" for i in ended)
+                pending = [i for i in pending if i not in ended]
                 if time.monotonic() - last >= args.every or finished == args.jobs:
                     last = time.monotonic()
                     samples.append(
