@@ -166,9 +166,8 @@ def _named(*prefixes: str) -> list[psutil.Process]:
 def accept_rate(stack: Stack, seconds: int, connections: int, photo: Path = PHOTOS[3]) -> dict:
     if shutil.which("wrk") is None:
         return {"skipped": "wrk is not installed (apt-get install wrk)"}
-    gateway = psutil.Process(stack.procs["gateway"].pid)
     parties = {
-        "gateway": [gateway, *gateway.children(recursive=True)],
+        "gateway": _tree(stack.procs["gateway"].pid),
         "postgres": _named("postgres"),  # every backend and the WAL writer: the server's whole cost
         "redis": _named("redis-server"),
     }

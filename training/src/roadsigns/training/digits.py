@@ -168,18 +168,22 @@ def real(images: np.ndarray, labels: np.ndarray, idx: np.ndarray) -> tuple[np.nd
     return images[keep], targets
 
 
-def read(model: DigitNet, images: np.ndarray, batch: int = 512) -> tuple[list[str], np.ndarray]:
-    """Texts and confidences (product over places of the chosen symbol's probability)."""
+def read(model: DigitNet, images: np.ndarray, batch: int = 512) -> list[str]:
+    """The number the model reads on each image."""
     model.eval()
-    texts, confs = [], []
+    texts: list[str] = []
     with torch.no_grad():
         for i in range(0, len(images), batch):
             x = torch.from_numpy(np.ascontiguousarray(images[i : i + batch].transpose(0, 3, 1, 2))).float()
-            p = torch.softmax(model(x), dim=2)
-            best, symbols = p.max(dim=2)
-            texts += [decode(row) for row in symbols.tolist()]
-            confs.append(best.prod(dim=1).numpy())
-    return texts, np.concatenate(confs) if confs else np.zeros(0)
+            texts += [decode(row) for row in model(x).argmax(dim=2).tolist()]
+    return texts
+
+
+def exact_rate(model: DigitNet, images: np.ndarray, targets: np.ndarray) -> float:
+    """Share of images whose whole number is read exactly."""
+    if not len(images):
+        return 0.0
+    return float(np.mean([t == decode(list(e)) for t, e in zip(read(model, images), targets, strict=True)]))
 
 
 def train(
@@ -200,7 +204,6 @@ def train(
     steps = cfg["epochs"] * math.ceil(len(x_train) / cfg["batch"])
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg["lr"], total_steps=steps, pct_start=0.15)
     val_x, val_y = val
-    expected = [decode(list(row)) for row in val_y]
     best_exact, best_state = -1.0, None
     for epoch in range(cfg["epochs"]):
         model.train()
@@ -216,8 +219,7 @@ def train(
             opt.step()
             sched.step()
             total += loss.item() * len(idx)
-        texts, _ = read(model, val_x)
-        exact = float(np.mean([t == e for t, e in zip(texts, expected, strict=True)])) if expected else 0.0
+        exact = exact_rate(model, val_x, val_y)
         if exact >= best_exact:
             best_exact = exact
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

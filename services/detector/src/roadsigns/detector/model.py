@@ -7,7 +7,7 @@ Three backends run the same trained models:
 - `torch`: the `.pt` files through ultralytics, on CUDA or the CPU;
 - `onnx`: the `.onnx` exports with ONNX Runtime on the CPU;
 - `openvino`: the same `.onnx` exports with OpenVINO on the CPU, which runs them in
-  bfloat16 where the CPU has it (AVX512-BF16, AMX): about twice ONNX Runtime's speed.
+  bfloat16 where the CPU has it (AVX512-BF16, AMX): over twice ONNX Runtime's speed.
 `auto` picks torch on a CUDA machine, else openvino. The CPU backends do their own
 letterboxing and NMS (`preprocess.py`), so they load neither torch nor ultralytics.
 """

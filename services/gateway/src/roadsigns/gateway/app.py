@@ -49,18 +49,20 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 
 class BodyLimitMiddleware:
-    """Refuse an oversized body from its Content-Length, before reading any of it."""
+    """Refuse an oversized body from its Content-Length, before reading any of it.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    The body may exceed the upload limit by the multipart framing and form fields (1 MiB).
+    """
+
+    def __init__(self, app: ASGIApp, max_upload_bytes: int) -> None:
+        self.app, self.max_upload_bytes = app, max_upload_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             length = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
-            if length.isdigit() and int(length) > self.max_bytes:
+            if length.isdigit() and int(length) > self.max_upload_bytes + 1024 * 1024:
                 detail = (
-                    f"the request body is {int(length)} bytes; uploads are limited to "
-                    f"{self.max_bytes - 1024 * 1024} bytes"
+                    f"the request body is {int(length)} bytes; uploads are limited to {self.max_upload_bytes} bytes"
                 )
                 await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
                 return
@@ -109,7 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_credentials="*" not in settings.cors_origins,
         )
 
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes + 1024 * 1024)
+    app.add_middleware(BodyLimitMiddleware, max_upload_bytes=settings.max_upload_bytes)
 
     @app.exception_handler(UploadRejected)
     async def _rejected(_: Request, exc: UploadRejected) -> JSONResponse:
