@@ -57,7 +57,7 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-train: setup ## train detector and classifier from ../shared/data (parameters: training/config.yaml)
+train: setup ## train detector, classifier and the two text readers from ../shared/data (parameters: training/config.yaml)
 	$(BIN)/roadsigns-train --config training/config.yaml
 
 heldout: setup ## write the held-out evaluation set (the split make train keeps out) into .train/heldout

@@ -41,7 +41,7 @@ def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Pr
         # Tesseract for speed limits too: the learned reader finishes a job's OCR in a few
         # milliseconds, too quickly for a kill to land inside the task; Tesseract takes a
         # few hundred. What is tested is the pool's recovery, not the reading.
-        ROADSIGNS_OCR_DIGIT_READER="false",
+        ROADSIGNS_OCR_LEARNED_READERS="false",
     )
     try:
         for pool in ("detector", "ocr", "tracker"):

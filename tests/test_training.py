@@ -49,13 +49,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
         val_fraction_tracks=0.3,
     )
     config["detector"].update(epochs=1, batch=4)
-    config["classifier"].update(epochs=2, batch=32)
-    config["digits"].update(synthetic=300, epochs=1, batch=64)
-    config.update(
-        output_dir=str(root / "weights"),
-        work_dir=str(root / "work"),
-        digits_output=str(root / "weights" / "digits.onnx"),
-    )
+    config["classifier"].update(seeds=[1, 2], epochs=2, batch=32)
+    for reader in ("digits", "words"):
+        config[reader].update(synthetic=300, epochs=1, batch=64, output=str(root / "weights" / f"{reader}.onnx"))
+    config.update(output_dir=str(root / "weights"), work_dir=str(root / "work"))
     (root / "config.yaml").write_text(yaml.safe_dump(config))
     tracking = f"sqlite:///{root}/mlflow.db"
     out = subprocess.run(
@@ -74,6 +71,12 @@ def test_training_writes_model_files(trained: dict) -> None:
     assert (weights / "detector.pt").stat().st_size > 1_000_000
     assert (weights / "classifier.pt").stat().st_size > 100_000
     assert (weights / "digits.onnx").stat().st_size > 100_000
+    assert (weights / "words.onnx").stat().st_size > 100_000
+    # The classifier is an ensemble of one network per seed, and loads back as one.
+    from roadsigns.detector.classifier_net import SignEnsemble, load_classifier
+
+    model = load_classifier(weights / "classifier.pt")
+    assert isinstance(model, SignEnsemble) and len(model.members) == 2
 
 
 def test_training_run_is_tracked_in_mlflow(trained: dict) -> None:
@@ -81,11 +84,15 @@ def test_training_run_is_tracked_in_mlflow(trained: dict) -> None:
     run = client.get_run(trained["summary"]["run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.params["detector.epochs"] == "1"
-    assert len(client.get_metric_history(run.info.run_id, "classifier/val_accuracy")) == 2
+    for member in (0, 1):
+        assert len(client.get_metric_history(run.info.run_id, f"classifier/member{member}/val_accuracy")) == 2
+    [ensemble] = client.get_metric_history(run.info.run_id, "classifier/val_accuracy")
+    assert 0.0 <= ensemble.value <= 1.0
     assert client.get_metric_history(run.info.run_id, "detector/metrics/mAP50_B")
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert len(client.get_metric_history(run.info.run_id, "digits/val_exact")) == 1
-    assert {"detector", "classifier", "digits", "summary.json"} <= artifacts
+    for reader in ("digits", "words"):
+        assert len(client.get_metric_history(run.info.run_id, f"{reader}/val_exact")) == 1
+    assert {"detector", "classifier", "digits", "words", "summary.json"} <= artifacts
 
 
 def test_versions_registered_with_alias_and_served(trained: dict, monkeypatch: pytest.MonkeyPatch) -> None:

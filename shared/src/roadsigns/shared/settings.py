@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     # OCR
     ocr_languages: str = "eng+deu+fra"
     ocr_min_confidence: float = 40.0
-    ocr_digit_reader: bool = True  # false: Tesseract reads speed limits too (slower, less accurate)
+    ocr_learned_readers: bool = True  # false: Tesseract reads speed limits and STOP words too (slower, less accurate)
 
     # Tracker
     mlflow_tracking_uri: str | None = None

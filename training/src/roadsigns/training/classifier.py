@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from roadsigns.detector.classifier_net import SignNet, standardise
+from roadsigns.detector.classifier_net import SignEnsemble, SignNet, standardise
 
 
 def split_by_track(
@@ -46,7 +46,7 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return x * gain
 
 
-def evaluate(model: SignNet, images: np.ndarray, labels: np.ndarray, batch: int = 512) -> float:
+def evaluate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, batch: int = 512) -> float:
     model.eval()
     correct = 0
     with torch.no_grad():
@@ -65,22 +65,23 @@ def train(
     seed: int,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> tuple[SignNet, float]:
-    """Train with AdamW, a cosine schedule and label smoothing; return the best model by val accuracy.
+    """Train one network with AdamW, a one-cycle schedule and label smoothing; return it and its val accuracy.
 
-    `cfg["start_weights"]`, when set, is a state dict to continue from (a fine-tune) instead of
-    a fresh initialisation.
+    The model is the one after the last epoch: the schedule anneals the learning rate to
+    nearly zero, so there is no need to pick a checkpoint by the held-out tracks, whose
+    accuracy is then an honest estimate. Their per-epoch accuracy is reported, not used.
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = SignNet()
-    if cfg.get("start_weights"):
-        model.load_state_dict(torch.load(cfg["start_weights"], map_location="cpu", weights_only=True))
+    # Channels-last convolutions train 1.6x faster than the default layout on this CPU.
+    model = model.to(memory_format=torch.channels_last)
     x_train = torch.from_numpy(standardise(images[train_idx]))
     y_train = torch.from_numpy(labels[train_idx].astype(np.int64))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     steps = cfg["epochs"] * math.ceil(len(x_train) / cfg["batch"])
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg["lr"], total_steps=steps, pct_start=0.15)
-    best_acc, best_state = -1.0, None
+    val_acc = 0.0
     for epoch in range(cfg["epochs"]):
         model.train()
         t0 = time.perf_counter()
@@ -88,7 +89,7 @@ def train(
         total_loss = 0.0
         for i in range(0, len(order), cfg["batch"]):
             idx = order[i : i + cfg["batch"]]
-            logits = model(_augment(x_train[idx], gen))
+            logits = model(_augment(x_train[idx], gen).contiguous(memory_format=torch.channels_last))
             loss = F.cross_entropy(logits, y_train[idx], label_smoothing=cfg["label_smoothing"])
             opt.zero_grad()
             loss.backward()
@@ -96,9 +97,6 @@ def train(
             sched.step()
             total_loss += loss.item() * len(idx)
         val_acc = evaluate(model, images[val_idx], labels[val_idx]) if len(val_idx) else 0.0
-        if val_acc >= best_acc:
-            best_acc = val_acc
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if on_epoch is not None:
             on_epoch(
                 epoch,
@@ -108,7 +106,30 @@ def train(
                     "epoch_seconds": time.perf_counter() - t0,
                 },
             )
-    assert best_state is not None
-    model.load_state_dict(best_state)
     model.eval()
-    return model, best_acc
+    return model, val_acc
+
+
+def train_ensemble(
+    images: np.ndarray,
+    labels: np.ndarray,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    cfg: dict[str, Any],
+    on_epoch: Callable[[int, int, dict[str, float]], None] | None = None,
+) -> tuple[SignEnsemble, list[float], float]:
+    """One member per seed in `cfg["seeds"]`; the ensemble, each member's val accuracy, and the ensemble's.
+
+    `on_epoch(member, epoch, metrics)` reports each member's epochs as they finish.
+    """
+    members, accuracies = [], []
+    for k, seed in enumerate(cfg["seeds"]):
+        report = None if on_epoch is None else (lambda epoch, metrics, k=k: on_epoch(k, epoch, metrics))
+        member, acc = train(images, labels, train_idx, val_idx, cfg, int(seed), on_epoch=report)
+        members.append(member)
+        accuracies.append(acc)
+    ensemble = SignEnsemble(len(members))
+    for slot, member in zip(ensemble.members, members, strict=True):
+        slot.load_state_dict(member.state_dict())
+    ensemble.eval()
+    return ensemble, accuracies, evaluate(ensemble, images[val_idx], labels[val_idx]) if len(val_idx) else 0.0

@@ -22,14 +22,12 @@ def export_detector(weights: Path, out: Path, imgsz: tuple[int, int]) -> Path:
 
 
 def export_classifier(state_dict_path: Path, out: Path) -> Path:
-    """The classifier with a dynamic batch axis."""
+    """The classifier (one network or an ensemble, as saved) with a dynamic batch axis."""
     import torch
 
-    from roadsigns.detector.classifier_net import INPUT_SIZE, SignNet
+    from roadsigns.detector.classifier_net import INPUT_SIZE, load_classifier
 
-    model = SignNet()
-    model.load_state_dict(torch.load(state_dict_path, map_location="cpu", weights_only=True))
-    model.eval()
+    model = load_classifier(state_dict_path)
     dummy = torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE)
     torch.onnx.export(
         model,

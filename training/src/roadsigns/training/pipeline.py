@@ -100,6 +100,9 @@ def write_heldout(data: dict[str, Any], out: Path) -> dict[str, Any]:
     return {"photos": len(val_names), "signs": len(gt_lines), "crops": int(len(val_idx)), "dir": str(out)}
 
 
+STAGES = ("detector", "classifier", "digits", "words", "register", "heldout")
+
+
 def run(cfg: dict[str, Any], stages: set[str], alias: str, resume_detector: Path | None = None) -> dict[str, Any]:
     import mlflow
 
@@ -146,27 +149,35 @@ def run(cfg: dict[str, Any], stages: set[str], alias: str, resume_detector: Path
         if "classifier" in stages:
             import torch
 
+            from roadsigns.training.readers import speed_limit_signs
+
             images, labels, train_idx, val_idx = crop_split(data)
             np.save(work / "classifier-val-idx.npy", val_idx)
+            # Rendered speed-limit signs join the training side only.
+            extra_x, extra_y = speed_limit_signs(int(cfg["classifier"].get("synthetic_speed_limits", 0)), seed)
+            train_idx = np.concatenate([train_idx, len(images) + np.arange(len(extra_x))])
+            images, labels = np.concatenate([images, extra_x]), np.concatenate([labels, extra_y])
 
-            def on_clf_epoch(epoch: int, metrics: dict[str, float]) -> None:
-                mlflow.log_metrics({f"classifier/{k}": v for k, v in metrics.items()}, step=epoch)
+            def on_clf_epoch(member: int, epoch: int, metrics: dict[str, float]) -> None:
+                mlflow.log_metrics({f"classifier/member{member}/{k}": v for k, v in metrics.items()}, step=epoch)
 
             t0 = time.perf_counter()
-            model, best_acc = clf_train.train(
-                images, labels, train_idx, val_idx, cfg["classifier"], seed, on_epoch=on_clf_epoch
+            model, member_accs, ensemble_acc = clf_train.train_ensemble(
+                images, labels, train_idx, val_idx, cfg["classifier"], on_epoch=on_clf_epoch
             )
             mlflow.log_metric("classifier/train_seconds", time.perf_counter() - t0)
-            mlflow.log_metric("classifier/best_val_accuracy", best_acc)
+            mlflow.log_metric("classifier/val_accuracy", ensemble_acc)
             torch.save(model.state_dict(), out_dir / "classifier.pt")
             export_classifier(out_dir / "classifier.pt", out_dir / "classifier.onnx")
             mlflow.log_artifact(str(out_dir / "classifier.pt"), "classifier")
             mlflow.log_artifact(str(out_dir / "classifier.onnx"), "classifier")
             summary["classifier"] = str(out_dir / "classifier.pt")
-            summary["classifier_val_accuracy"] = best_acc
+            summary["classifier_val_accuracy"] = ensemble_acc
+            summary["classifier_member_val_accuracy"] = member_accs
 
-        if "digits" in stages:
-            summary["digits"] = train_digits(cfg, out_dir, seed)
+        for reader in ("digits", "words"):
+            if reader in stages:
+                summary[reader] = train_reader(cfg, reader, seed)
 
         if "register" in stages:
             summary["registered"] = register(active.info.run_id, cfg["registry_names"], stages, alias)
@@ -174,41 +185,45 @@ def run(cfg: dict[str, Any], stages: set[str], alias: str, resume_detector: Path
     return summary
 
 
-def train_digits(cfg: dict[str, Any], out_dir: Path, seed: int) -> dict[str, Any]:
-    """The speed-limit number reader, on real GTSRB crops of training tracks plus rendered signs.
+def train_reader(cfg: dict[str, Any], name: str, seed: int) -> dict[str, Any]:
+    """A learned text reader (`digits` or `words`), on real GTSRB crops of training tracks plus rendered signs.
 
-    Judged on the held-out tracks' real crops (numbers the data set has) and on rendered signs
-    with other numbers, so that "90" and "40" are checked as well.
+    Judged on the held-out tracks' real crops (text the data set has) and on rendered signs
+    drawn with another seed, so that text GTSRB lacks ("90", "HALT") is checked as well.
     """
     import mlflow
 
-    from roadsigns.training import digits
+    from roadsigns.training import readers
 
-    dcfg = cfg["digits"]
+    script = {readers.NUMBERS.name: readers.NUMBERS, readers.WORDS.name: readers.WORDS}[name]
+    rcfg = cfg[name]
     images, labels, train_idx, val_idx = crop_split(cfg["data"])
-    real_x, real_y = digits.real(images, labels, train_idx)
-    synth_x, synth_y = digits.synthetic(int(dcfg["synthetic"]), seed)
-    val_x, val_y = digits.real(images, labels, val_idx)
-    other_x, other_y = digits.synthetic(2000, seed + 1)  # another seed: signs training never saw
-    x, y = np.concatenate([real_x, synth_x]), np.concatenate([real_y, synth_y])
-    mlflow.log_params({"digits.real_train": len(real_x), "digits.real_val": len(val_x)})
+    real_x, real_y = readers.real(script, images, labels, train_idx)
+    synth_x, synth_y = readers.synthetic(script, int(rcfg["synthetic"]), seed)
+    val_x, val_y = readers.real(script, images, labels, val_idx)
+    other_x, other_y = readers.synthetic(script, 2000, seed + 1)  # another seed: signs training never saw
+    # Real crops are few beside the rendered ones (STOP: a few hundred): show them `real_repeat` times.
+    repeat = int(rcfg.get("real_repeat", 1))
+    x = np.concatenate([*[real_x] * repeat, synth_x])
+    y = np.concatenate([*[real_y] * repeat, synth_y])
+    mlflow.log_params({f"{name}.real_train": len(real_x), f"{name}.real_val": len(val_x)})
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-        mlflow.log_metrics({f"digits/{k}": v for k, v in metrics.items()}, step=epoch)
+        mlflow.log_metrics({f"{name}/{k}": v for k, v in metrics.items()}, step=epoch)
 
     t0 = time.perf_counter()
-    model, best = digits.train(
-        x, y, (np.concatenate([val_x, other_x]), np.concatenate([val_y, other_y])), dcfg, seed, on_epoch
+    model, best = readers.train(
+        script, x, y, (np.concatenate([val_x, other_x]), np.concatenate([val_y, other_y])), rcfg, seed, on_epoch
     )
-    mlflow.log_metric("digits/train_seconds", time.perf_counter() - t0)
+    mlflow.log_metric(f"{name}/train_seconds", time.perf_counter() - t0)
     report = {}
-    for name, (vx, vy) in {"real_heldout": (val_x, val_y), "rendered_other": (other_x, other_y)}.items():
-        report[name] = digits.exact_rate(model, vx, vy)
-        mlflow.log_metric(f"digits/exact_{name}", report[name])
-    out = Path(cfg["digits_output"])
+    for part, (vx, vy) in {"real_heldout": (val_x, val_y), "rendered_other": (other_x, other_y)}.items():
+        report[part] = readers.exact_rate(model, vx, vy)
+        mlflow.log_metric(f"{name}/exact_{part}", report[part])
+    out = Path(rcfg["output"])
     out.parent.mkdir(parents=True, exist_ok=True)
-    digits.export(model, out)
-    mlflow.log_artifact(str(out), "digits")
+    readers.export(model, out)
+    mlflow.log_artifact(str(out), name)
     return {"weights": str(out), "best_val_exact": best, **report}
 
 
@@ -246,8 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--stages",
-        default="detector,classifier,digits,register",
-        help="comma-separated subset of detector,classifier,digits,register,heldout "
+        default="detector,classifier,digits,words,register",
+        help=f"comma-separated subset of {','.join(STAGES)} "
         "(heldout alone writes the evaluation set into WORK_DIR/heldout and trains nothing)",
     )
     parser.add_argument("--alias", default="candidate", help="registry alias given to the new versions")
@@ -260,7 +275,11 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, KeyError, yaml.YAMLError) as exc:
         print(f"roadsigns-train: bad config: {exc}", file=sys.stderr)
         return 2
-    summary = run(cfg, set(args.stages.split(",")), args.alias, args.resume_detector)
+    stages = set(args.stages.split(","))
+    if stages - set(STAGES):
+        print(f"roadsigns-train: unknown stage(s) {sorted(stages - set(STAGES))}; known: {STAGES}", file=sys.stderr)
+        return 2
+    summary = run(cfg, stages, args.alias, args.resume_detector)
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -51,9 +51,9 @@ class Analysis:
 class Pipeline:
     def __init__(self, settings: Settings, ocr: bool = True) -> None:
         self.detector = build_detector(settings)
-        self.reader = (
-            SignReader(settings.ocr_languages, settings.ocr_min_confidence, settings.ocr_digit_reader) if ocr else None
-        )
+        self.reader: SignReader | None = None
+        if ocr:
+            self.reader = SignReader(settings.ocr_languages, settings.ocr_min_confidence, settings.ocr_learned_readers)
 
     def analyze(self, data: bytes, job_id: str = "local", min_confidence: float | None = None) -> Analysis:
         """`min_confidence` None: the settings' reporting threshold; 0: every proposal."""

@@ -1,4 +1,4 @@
-"""The 43-class sign classifier: a small CNN on 32x32 crops.
+"""The 43-class sign classifier: small CNNs on 32x32 crops, averaged over a few seeds.
 
 Kept beside the detector because the worker runs it on every crop; the training
 package imports the same definition so that a trained state dict always fits.
@@ -6,12 +6,14 @@ package imports the same definition so that a trained state dict always fits.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
 from roadsigns.detector.preprocess import INPUT_SIZE, NUM_CLASSES, standardise
 
-__all__ = ["INPUT_SIZE", "NUM_CLASSES", "SignNet", "conv_block", "standardise"]
+__all__ = ["INPUT_SIZE", "NUM_CLASSES", "SignEnsemble", "SignNet", "conv_block", "load_classifier", "standardise"]
 
 
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -37,3 +39,29 @@ class SignNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+
+class SignEnsemble(nn.Module):
+    """SignNets trained from different seeds, their class probabilities averaged.
+
+    Independent members disagree mostly where each is unsure, so the average is right
+    more often than any one of them. The output is the log of the averaged probabilities:
+    a softmax over it gives them back, so callers treat it as one network's logits.
+    """
+
+    def __init__(self, members: int) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(SignNet() for _ in range(members))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = torch.stack([member(x).softmax(dim=1) for member in self.members]).mean(dim=0)
+        return probs.clamp_min(1e-12).log()
+
+
+def load_classifier(path: Path) -> nn.Module:
+    """A saved state dict as the network it was saved from: a SignEnsemble, or one SignNet."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    member_ids = {int(k.split(".")[1]) for k in state if k.startswith("members.")}
+    model = SignEnsemble(len(member_ids)) if member_ids else SignNet()
+    model.load_state_dict(state)
+    return model.eval()

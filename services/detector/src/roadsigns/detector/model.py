@@ -101,12 +101,10 @@ class _TorchClassifier:
     def __init__(self, path: Path, device: str) -> None:
         import torch
 
-        from roadsigns.detector.classifier_net import SignNet
+        from roadsigns.detector.classifier_net import load_classifier
 
         self.torch, self.device = torch, device
-        self.net = SignNet()
-        self.net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        self.net.eval().to(device)
+        self.net = load_classifier(path).to(device)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         with self.torch.no_grad():

@@ -17,13 +17,29 @@ PAD_VALUE = 114  # ultralytics' letterbox grey
 NMS_IOU = 0.7  # ultralytics' default for prediction
 
 
+_CLAHE = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(4, 4))
+
+
+def equalise(rgb: np.ndarray) -> np.ndarray:
+    """Local contrast equalisation (CLAHE) of one H x W x 3 uint8 RGB crop's lightness.
+
+    A sign in deep shade or at dusk keeps its shape but loses contrast in a few grey
+    levels, then noise dominates: a dark "60" reads as "80". CLAHE stretches each 8x8
+    neighbourhood's levels (clipped, so flat areas don't turn to noise) and leaves hue alone.
+    """
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)
+    lab[..., 0] = _CLAHE.apply(np.ascontiguousarray(lab[..., 0]))
+    return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+
+
 def standardise(batch_uint8_rgb: np.ndarray) -> np.ndarray:
-    """N x H x W x 3 uint8 RGB -> N x 3 x H x W float32, each image to zero mean, unit std.
+    """N x H x W x 3 uint8 RGB -> N x 3 x H x W float32: equalised, then each image to zero mean, unit std.
 
     Per-image standardisation takes out most of the lighting differences between a
-    dim dusk photo and a sunlit one, which is what GTSRB varies most in.
+    dim dusk photo and a sunlit one, which is what GTSRB varies most in; equalising first
+    takes out the rest, where a sign's own contrast is low.
     """
-    x = batch_uint8_rgb.astype(np.float32)
+    x = np.array([equalise(img) for img in batch_uint8_rgb], np.float32).reshape(batch_uint8_rgb.shape)
     mean = x.mean(axis=(1, 2, 3), keepdims=True)
     std = x.std(axis=(1, 2, 3), keepdims=True)
     x = (x - mean) / np.maximum(std, 1.0)

@@ -1,4 +1,4 @@
-"""Read the text on a sign crop: a learned digit reader for speed limits, Tesseract for the rest.
+"""Read the text on a sign crop: learned readers for speed limits and STOP words, Tesseract for the rest.
 
 The class may choose *how* to read (digits on a speed-limit sign, a known word on a
 STOP sign, free text on anything else) but never supplies the text: a "90" sign,
@@ -8,13 +8,14 @@ which no GTSRB class has, must read "90".
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import pytesseract
 
-from roadsigns.ocr.digits import DigitReader
+from roadsigns.ocr.learned import LearnedReader, shipped_weights
 from roadsigns.shared import classes
 
 # Classes whose face is a number inside a red ring.
@@ -23,9 +24,10 @@ STOP_CLASS = 14
 # Pictogram-only signs: nothing to read, unless the classifier was unsure of the class.
 # (disc diameter as a fraction of the crop, threshold shift, opening kernel), most often right first.
 _NUMBER_VARIANTS = [(0.66, 0.0, 0), (0.66, -0.2, 3), (0.74, -0.2, 3), (0.6, -0.35, 3), (0.74, 0.0, 0), (0.66, -0.35, 0)]
-DIGITS_SURE = 0.5  # the learned reader's probability for its whole reading
+LEARNED_SURE = 0.5  # a learned reader's probability for its whole reading
 TESSERACT_SURE = 60.0  # Tesseract's mean confidence over the agreeing readings
 _PLAUSIBLE_SPEED = re.compile(r"^([1-9]0|1[0-3]0)$")  # 10, 20, ... 130 km/h
+_PLAUSIBLE_WORD = re.compile(r"^[A-Z]{2,}$")
 
 
 @dataclass(frozen=True)
@@ -142,14 +144,15 @@ def _tesseract(img: np.ndarray, psm: int, lang: str, whitelist: str | None) -> t
 class SignReader:
     """Chooses a reading strategy from the class; returns what the pixels say."""
 
-    def __init__(self, languages: str = "eng", min_confidence: float = 40.0, digit_reader: bool = True) -> None:
-        """`digit_reader=False` leaves speed limits to Tesseract as well (slower, less accurate)."""
+    def __init__(self, languages: str = "eng", min_confidence: float = 40.0, learned_readers: bool = True) -> None:
+        """`learned_readers=False` leaves speed limits and STOP words to Tesseract too (slower, less accurate)."""
         self.languages = languages
         self.min_confidence = min_confidence
-        self.digits = DigitReader() if digit_reader else None
+        self.digits = LearnedReader(shipped_weights("digits.onnx")) if learned_readers else None
+        self.words = LearnedReader(shipped_weights("words.onnx")) if learned_readers else None
         self.version = f"tesseract {pytesseract.get_tesseract_version()} ({languages})"
-        if self.digits is not None:
-            self.version += f"; digits {self.digits.version}"
+        if self.digits is not None and self.words is not None:
+            self.version += f"; {self.digits.version}; {self.words.version}"
 
     def read(self, crop_bgr: np.ndarray, class_id: int | None, class_probability: float = 1.0) -> Reading:
         if crop_bgr is None or crop_bgr.size == 0:
@@ -158,28 +161,20 @@ class SignReader:
         if class_id in SPEED_CLASSES and sure:
             return self._read_number(crop_bgr)
         if class_id == STOP_CLASS and sure:
-            return self._read_word(crop_bgr, ("STOP",))
+            return self._read_stop(crop_bgr)
         if class_id is not None and sure and classes.get(class_id).text is None:
             return Reading("", 0.0, "pictogram")
         return self._read_free(crop_bgr)
 
     def _read_number(self, bgr: np.ndarray) -> Reading:
-        """The learned reader; Tesseract gets a say only where that is unsure.
-
-        Tesseract is weaker on the small, blurred signs of street photos (on the held-out
-        signs it turned right readings into wrong ones when asked too often), but it has
-        seen far more type faces: where the learned reader is unsure (below an even
-        chance), a confident, plausible Tesseract reading wins.
-        """
         if self.digits is None:
             return self._tesseract_number(bgr)
-        text, p = self.digits.read(bgr)
-        if text and p >= DIGITS_SURE:
-            return Reading(text, 100 * p, "digits/cnn")
-        fallback = self._tesseract_number(bgr)
-        if _PLAUSIBLE_SPEED.match(fallback.text) and fallback.confidence >= TESSERACT_SURE:
-            return fallback
-        return Reading(text, 100 * p, "digits/cnn-unsure") if text else fallback
+        return _learned_first(self.digits, bgr, "digits", self._tesseract_number, _PLAUSIBLE_SPEED)
+
+    def _read_stop(self, bgr: np.ndarray) -> Reading:
+        if self.words is None:
+            return self._tesseract_word(bgr)
+        return _learned_first(self.words, bgr, "word", self._tesseract_word, _PLAUSIBLE_WORD)
 
     def _tesseract_number(self, bgr: np.ndarray) -> Reading:
         """Black digits inside a red ring, read by Tesseract.
@@ -217,7 +212,7 @@ class SignReader:
             text, float(np.mean(tries[text])), f"digits/vote{len(tries[text])}of{sum(map(len, tries.values()))}"
         )
 
-    def _read_word(self, bgr: np.ndarray, words: tuple[str, ...]) -> Reading:
+    def _tesseract_word(self, bgr: np.ndarray, words: tuple[str, ...] = ("STOP",)) -> Reading:
         """White capitals on a red octagon: the darkest channel is high only on the letters."""
         size = 192
         low = cv2.resize(bgr, (size, size), interpolation=cv2.INTER_CUBIC).min(axis=2)
@@ -248,6 +243,29 @@ class SignReader:
         if best.confidence < self.min_confidence:
             return Reading("", best.confidence, best.mode)
         return best
+
+
+def _learned_first(
+    learned: LearnedReader,
+    bgr: np.ndarray,
+    name: str,
+    tesseract: Callable[[np.ndarray], Reading],
+    plausible: re.Pattern[str],
+) -> Reading:
+    """A learned reader's text; Tesseract gets a say only where that is unsure.
+
+    Tesseract is weaker on the small, blurred signs of street photos (on held-out signs it
+    turned right readings into wrong ones when asked too often), but it has seen far more
+    type faces: where the learned reader is unsure (below an even chance), a confident,
+    plausible Tesseract reading wins.
+    """
+    text, p = learned.read(bgr)
+    if text and p >= LEARNED_SURE:
+        return Reading(text, 100 * p, f"{name}/cnn")
+    fallback = tesseract(bgr)
+    if plausible.match(fallback.text) and fallback.confidence >= TESSERACT_SURE:
+        return fallback
+    return Reading(text, 100 * p, f"{name}/cnn-unsure") if text else fallback
 
 
 def text_matches_class(text: str, class_id: int) -> bool | None:
