@@ -33,7 +33,7 @@ _PLAUSIBLE_WORD = re.compile(r"^[A-Z]{2,}$")
 @dataclass(frozen=True)
 class Reading:
     text: str
-    confidence: float  # 0..100, Tesseract's word confidence of the chosen reading
+    confidence: float  # 0..100: a learned reader's probability x 100, or Tesseract's word confidence
     mode: str  # which reading strategy produced it
 
 
