@@ -49,6 +49,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
         val_fraction_tracks=0.3,
     )
     config["detector"].update(epochs=1, batch=4)
+    config["detector_scale"].update(epochs=1, batch=4, zoomed=6, pasted=10, time_hours=None)
     config["classifier"].update(seeds=[1, 2], epochs=2, batch=32)
     for reader in ("digits", "words"):
         config[reader].update(synthetic=300, epochs=1, batch=64, output=str(root / "weights" / f"{reader}.onnx"))
@@ -89,6 +90,8 @@ def test_training_run_is_tracked_in_mlflow(trained: dict) -> None:
     [ensemble] = client.get_metric_history(run.info.run_id, "classifier/val_accuracy")
     assert 0.0 <= ensemble.value <= 1.0
     assert client.get_metric_history(run.info.run_id, "detector/metrics/mAP50_B")
+    # Stage two (every scale) continued from stage one and was logged under its own name.
+    assert client.get_metric_history(run.info.run_id, "detector_scale/metrics/mAP50_B")
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     for reader in ("digits", "words"):
         assert len(client.get_metric_history(run.info.run_id, f"{reader}/val_exact")) == 1
@@ -110,3 +113,7 @@ def test_versions_registered_with_alias_and_served(trained: dict, monkeypatch: p
     assert detector.versions["detector"].endswith("@test")
     out = detector.detect(cv2.imread(str(PHOTOS / "00330.jpg")))
     assert isinstance(out.signs, list)
+    # The exported graph takes any input size: a phone photo runs at its own size.
+    if detector.backend != "torch":
+        assert detector.fixed_shape is None
+        assert detector.passes(400, 300) == [(416, 320)]

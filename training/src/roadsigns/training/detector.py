@@ -1,4 +1,10 @@
-"""Fine-tune the YOLO sign localiser on native-resolution GTSDB tiles."""
+"""Fine-tune the YOLO sign localiser: native-resolution GTSDB tiles, then pictures of every scale.
+
+Two stages share this code (training/config.yaml): `detector` fine-tunes the COCO start
+weights on native-resolution tiles of GTSDB photos (small dashcam signs); `detector_scale`
+continues from that result on the same tiles plus zoomed views and pasted signs
+(`scenes.py`), so that a sign filling a phone photo is found as well as a 16 px one.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from typing import Any
 import yaml
 
 from roadsigns.training.gtsdb import Box, build_tile_dataset
+from roadsigns.training.scenes import build_scale_dataset
 
 
 def resolve_weights(spec: str) -> Path:
@@ -32,15 +39,24 @@ def prepare(
     cfg: dict[str, Any],
     work: Path,
     seed: int,
+    crops: tuple[Any, Any] | None = None,
 ) -> Path:
-    """Write the tile data set and its YOLO data yaml; return the yaml's path."""
-    root = work / "detector-data"
+    """Write the data set and its YOLO data yaml into WORK/<cfg name>-data; return the yaml's path.
+
+    Tiles always; zoomed views and pasted signs when the stage asks for them (`zoomed`,
+    `pasted`: counts for training; a tenth as many are made from the validation photos).
+    """
+    root = work / f"{cfg['name']}-data"
     if root.exists():
         shutil.rmtree(root)
     for split, names in (("train", train), ("val", val)):
         build_tile_dataset(
             images_dir, gt, names, root / split, cfg["tile_size"], cfg["min_inside"], cfg["single_class"], seed
         )
+        share = 1.0 if split == "train" else 0.1
+        zoomed, pasted = round(cfg.get("zoomed", 0) * share), round(cfg.get("pasted", 0) * share)
+        if zoomed or pasted:
+            build_scale_dataset(images_dir, gt, names, root / split, zoomed, pasted, seed + (split == "val"), crops)
     names = {0: "sign"} if cfg["single_class"] else {i: str(i) for i in range(43)}
     data_yaml = root / "data.yaml"
     data_yaml.write_text(
@@ -67,6 +83,7 @@ def train(data_yaml: Path, cfg: dict[str, Any], work: Path, resume: Path | None 
         model.train(resume=True, device=cfg.get("device", "cpu"))
         return _outputs(model)
     model = YOLO(str(resolve_weights(cfg["start_weights"])))
+    augment = {k: cfg[k] for k in ("mosaic", "scale", "degrees", "perspective", "close_mosaic") if k in cfg}
     model.train(
         data=str(data_yaml),
         imgsz=cfg["imgsz"],
@@ -74,13 +91,13 @@ def train(data_yaml: Path, cfg: dict[str, Any], work: Path, resume: Path | None 
         batch=cfg["batch"],
         patience=cfg["patience"],
         project=str((work / "detector-runs").resolve()),
-        name="run",
+        name=cfg["name"],
         exist_ok=True,
         workers=2,
         plots=False,
         device=cfg.get("device", "cpu"),
         fliplr=0.5,
-        mosaic=1.0,
+        **{"mosaic": 1.0, **augment},
         verbose=False,
         seed=cfg.get("seed", 0),
         time=cfg.get("time_hours"),

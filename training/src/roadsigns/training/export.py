@@ -6,16 +6,20 @@ import shutil
 from pathlib import Path
 
 
-def export_detector(weights: Path, out: Path, imgsz: tuple[int, int]) -> Path:
-    """A fixed-shape ONNX graph at (height, width): GTSDB photos are 1360x800, so a
-    landscape input wastes far fewer pixels on padding than a square one."""
+def export_detector(weights: Path, out: Path) -> Path:
+    """An ONNX graph with dynamic height and width (and batch).
+
+    The service picks the input size per photo (`roadsigns.detector.scales`): a 300x400
+    phone photo runs at its own size and a 1360x800 frame at 1376 wide, so no photo is
+    blown up to fill one fixed shape. ONNX Runtime and OpenVINO both run such a graph.
+    """
     from roadsigns.detector import offline
 
     offline.configure()
     from ultralytics import YOLO
 
     exported = YOLO(str(weights)).export(
-        format="onnx", imgsz=list(imgsz), simplify=True, dynamic=False, device="cpu", verbose=False
+        format="onnx", imgsz=640, simplify=True, dynamic=True, device="cpu", verbose=False
     )
     shutil.move(str(exported), out)
     return out

@@ -24,6 +24,7 @@ from roadsigns.training import classifier as clf_train
 from roadsigns.training import detector as det_train
 from roadsigns.training.export import export_classifier, export_detector
 from roadsigns.training.gtsdb import read_gt, split_names
+from roadsigns.training.scenes import ood_sets
 
 
 def _metric_name(key: str) -> str:
@@ -52,7 +53,7 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def log_epochs(results_csv: Path) -> None:
+def log_epochs(results_csv: Path, stage: str = "detector") -> None:
     """Every epoch's row of ultralytics' results.csv as MLflow metrics (resumed epochs included)."""
     import csv
 
@@ -61,7 +62,7 @@ def log_epochs(results_csv: Path) -> None:
     with open(results_csv) as f:
         for row in csv.DictReader(f):
             step = int(float(row.pop("epoch")))
-            metrics = {_metric_name(f"detector/{k.strip()}"): float(v) for k, v in row.items() if v.strip()}
+            metrics = {_metric_name(f"{stage}/{k.strip()}"): float(v) for k, v in row.items() if v.strip()}
             mlflow.log_metrics(metrics, step=step)
 
 
@@ -80,7 +81,8 @@ def crop_split(data: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 def write_heldout(data: dict[str, Any], out: Path) -> dict[str, Any]:
-    """The held-out evaluation set in the CLI's formats: OUT/images, OUT/gt.txt, OUT/gtsrb-val.npz.
+    """The held-out evaluation set in the CLI's formats: OUT/images, OUT/gt.txt, OUT/gtsrb-val.npz,
+    and the out-of-domain sets OUT/ood/{zoomed,downscaled,pasted}/ (`scenes.ood_sets`).
 
     The same split training uses (same config, same seed), so these photos and crops never
     reached training; `roadsigns evaluate` then measures on them.
@@ -97,10 +99,61 @@ def write_heldout(data: dict[str, Any], out: Path) -> dict[str, Any]:
     (out / "gt.txt").write_text("\n".join(gt_lines) + "\n")
     images, labels, _, val_idx = crop_split(data)
     np.savez(out / "gtsrb-val.npz", images=images[val_idx], labels=labels[val_idx])
-    return {"photos": len(val_names), "signs": len(gt_lines), "crops": int(len(val_idx)), "dir": str(out)}
+    # Out-of-domain sets from the same held-out photos: close-ups, a smaller camera, foreign faces.
+    ood = ood_sets(images_dir, read_gt(Path(data["gtsdb_gt"])), val_names, out / "ood", int(data["seed"]))
+    return {
+        "photos": len(val_names),
+        "signs": len(gt_lines),
+        "crops": int(len(val_idx)),
+        "dir": str(out),
+        "ood": ood,
+    }
 
 
-STAGES = ("detector", "classifier", "digits", "words", "register", "heldout")
+# The localiser trains in two stages, in this order (see training/detector.py).
+DETECTOR_STAGES = ("detector", "detector_scale")
+STAGES = (*DETECTOR_STAGES, "classifier", "digits", "words", "register", "heldout")
+
+
+def train_detector_stage(
+    cfg: dict[str, Any], stage: str, work: Path, out_dir: Path, resume: Path | None
+) -> dict[str, Any]:
+    """One localiser stage: its data set, ultralytics training, then detector.pt and its ONNX export.
+
+    Each stage writes the shipped `detector.pt`; `detector_scale` starts from the one
+    `detector` wrote. `resume` continues an interrupted run of this stage from its last.pt.
+    """
+    import mlflow
+
+    data = cfg["data"]
+    seed = int(data["seed"])
+    images_dir = Path(data["gtsdb_images"])
+    gt = read_gt(Path(data["gtsdb_gt"]))
+    train_names, val_names = photo_split(data)
+    (work / "detector-val.txt").write_text("\n".join(val_names) + "\n")
+    mlflow.log_text("\n".join(val_names), "splits/detector-val-photos.txt")
+    det_cfg = dict(cfg[stage], seed=seed, name=stage)
+    if det_cfg["start_weights"] == "previous":  # what the stage before wrote
+        det_cfg["start_weights"] = str(out_dir / "detector.pt")
+    if resume is None:
+        crops = None
+        if det_cfg.get("pasted"):  # real GTSRB crops of training tracks, pasted among the drawn signs
+            images, labels, train_idx, _ = crop_split(data)
+            crops = (images[train_idx], labels[train_idx])
+        data_yaml = det_train.prepare(images_dir, gt, train_names, val_names, det_cfg, work, seed, crops)
+    else:  # the interrupted run's data set is still in place
+        data_yaml = work / f"{stage}-data" / "data.yaml"
+        mlflow.log_param(f"{stage}.resumed_from", str(resume))
+    t0 = time.perf_counter()
+    best, results_csv = det_train.train(data_yaml, det_cfg, work, resume=resume)
+    mlflow.log_metric(f"{stage}/train_seconds", time.perf_counter() - t0)
+    log_epochs(results_csv, stage)
+    shutil.copyfile(best, out_dir / "detector.pt")
+    export_detector(out_dir / "detector.pt", out_dir / "detector.onnx")
+    # One artifact folder whichever stage ran last: it is what `register` registers.
+    mlflow.log_artifact(str(out_dir / "detector.pt"), "detector")
+    mlflow.log_artifact(str(out_dir / "detector.onnx"), "detector")
+    return {"weights": str(out_dir / "detector.pt"), "results": str(results_csv)}
 
 
 def run(cfg: dict[str, Any], stages: set[str], alias: str, resume_detector: Path | None = None) -> dict[str, Any]:
@@ -124,27 +177,9 @@ def run(cfg: dict[str, Any], stages: set[str], alias: str, resume_detector: Path
         mlflow.log_params({k: v for k, v in _flatten(cfg).items() if len(str(v)) < 500})
         mlflow.log_param("stages", ",".join(sorted(stages)))
 
-        if "detector" in stages:
-            images_dir = Path(data["gtsdb_images"])
-            gt = read_gt(Path(data["gtsdb_gt"]))
-            train_names, val_names = photo_split(data)
-            (work / "detector-val.txt").write_text("\n".join(val_names) + "\n")
-            mlflow.log_text("\n".join(val_names), "splits/detector-val-photos.txt")
-            det_cfg = dict(cfg["detector"], seed=seed)
-            if resume_detector is None:
-                data_yaml = det_train.prepare(images_dir, gt, train_names, val_names, det_cfg, work, seed)
-            else:  # the interrupted run's tiles are still in place
-                data_yaml = work / "detector-data" / "data.yaml"
-                mlflow.log_param("detector.resumed_from", str(resume_detector))
-            t0 = time.perf_counter()
-            best, results_csv = det_train.train(data_yaml, det_cfg, work, resume=resume_detector)
-            mlflow.log_metric("detector/train_seconds", time.perf_counter() - t0)
-            log_epochs(results_csv)
-            shutil.copyfile(best, out_dir / "detector.pt")
-            export_detector(out_dir / "detector.pt", out_dir / "detector.onnx", tuple(det_cfg["onnx_imgsz"]))
-            mlflow.log_artifact(str(out_dir / "detector.pt"), "detector")
-            mlflow.log_artifact(str(out_dir / "detector.onnx"), "detector")
-            summary["detector"] = str(out_dir / "detector.pt")
+        for stage in DETECTOR_STAGES:
+            if stage in stages:
+                summary[stage] = train_detector_stage(cfg, stage, work, out_dir, resume_detector)
 
         if "classifier" in stages:
             import torch
@@ -235,8 +270,9 @@ def register(run_id: str, names: dict[str, str], stages: set[str], alias: str) -
     client = MlflowClient()
     run = client.get_run(run_id)
     versions = {}
+    trained = {"classifier"} & stages | ({"detector"} if stages & set(DETECTOR_STAGES) else set())
     for part in ("detector", "classifier"):
-        if part not in stages:
+        if part not in trained:
             continue
         try:
             client.create_registered_model(names[part])
@@ -261,13 +297,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--stages",
-        default="detector,classifier,digits,words,register",
+        default="detector,detector_scale,classifier,digits,words,register",
         help=f"comma-separated subset of {','.join(STAGES)} "
         "(heldout alone writes the evaluation set into WORK_DIR/heldout and trains nothing)",
     )
     parser.add_argument("--alias", default="candidate", help="registry alias given to the new versions")
     parser.add_argument(
-        "--resume-detector", type=Path, metavar="LAST_PT", help="continue an interrupted detector run from its last.pt"
+        "--resume-detector",
+        type=Path,
+        metavar="LAST_PT",
+        help="continue an interrupted localiser run (the one stage in --stages) from its last.pt",
     )
     args = parser.parse_args(argv)
     try:

@@ -10,6 +10,10 @@ Three backends run the same trained models:
   bfloat16 where the CPU has it (AVX512-BF16, AMX): over twice ONNX Runtime's speed.
 `auto` picks torch on a CUDA machine, else openvino. The CPU backends do their own
 letterboxing and NMS (`preprocess.py`), so they load neither torch nor ultralytics.
+
+Every backend runs a photo at the sizes `scales.plan` picks for it (its own resolution,
+and a coarse pass for large photos), so a phone close-up is not blown up to fill a
+dashcam-sized graph. A fixed-shape export (older registry versions) runs at its one shape.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from roadsigns.detector import scales
 from roadsigns.detector.preprocess import INPUT_SIZE, NUM_CLASSES, decode_yolo, letterbox, standardise
 
 BACKENDS = ("auto", "torch", "onnx", "openvino")
@@ -165,15 +170,21 @@ class SignDetector:
         versions: dict[str, str] | None = None,
         backend: str = "auto",
         min_confidence: float = 0.25,
+        min_side: int = 320,
+        coarse_side: int = 384,
     ) -> None:
+        """`imgsz` is the longest side a photo is run at (larger ones are shrunk to it);
+        `min_side` the shortest long side (thumbnails are enlarged to it); `coarse_side` the
+        long side of the extra pass for large signs in large photos (0: none)."""
         t0 = time.perf_counter()
         self.backend = resolve_backend(backend, device)
         self.device = resolve_device(device) if self.backend == "torch" else "cpu"
         self.conf, self.crop_scale, self.min_confidence = conf, crop_scale, min_confidence
+        self.imgsz, self.min_side, self.coarse_side = imgsz, min_side, coarse_side
+        self.fixed_shape: tuple[int, int] | None = None
         ext = "pt" if self.backend == "torch" else "onnx"
         det_path = Path(detector_weights or shipped_weights(f"detector.{ext}"))
         clf_path = Path(classifier_weights or shipped_weights(f"classifier.{ext}"))
-        self.imgsz: int | tuple[int, int]
         if self.backend == "torch":
             from roadsigns.detector import offline
 
@@ -181,12 +192,12 @@ class SignDetector:
             from ultralytics import YOLO
 
             self.yolo = YOLO(str(det_path), task="detect")
-            self.imgsz = imgsz
             self.classifier = _TorchClassifier(clf_path, self.device)
         else:
             self.graph = Graph(det_path, self.backend)
-            _, _, height, width = self.graph.input_shape  # a fixed-shape export: (height, width) as exported
-            self.imgsz = (int(height), int(width))
+            _, _, height, width = self.graph.input_shape
+            if height is not None and width is not None:  # a fixed-shape export runs at its one shape
+                self.fixed_shape = (int(height), int(width))
             clf = Graph(clf_path, self.backend)
             self.classifier = lambda x: softmax(clf(x))
         self.versions = versions or {"detector": file_version(det_path), "classifier": file_version(clf_path)}
@@ -194,13 +205,22 @@ class SignDetector:
         self.detect(np.zeros((64, 64, 3), np.uint8))
         self.load_seconds = time.perf_counter() - t0
 
+    def passes(self, height: int, width: int) -> list[tuple[int, int]]:
+        """The (height, width) inputs one photo of this size runs at."""
+        if self.fixed_shape is not None:
+            return [self.fixed_shape]
+        return scales.plan(height, width, self.imgsz, self.min_side, self.coarse_side)
+
     def localise(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Boxes (N x 4, xyxy in image pixels) and localiser scores, best first."""
+        """Boxes (N x 4, xyxy in image pixels) and localiser scores, best first, over every pass."""
+        found = [self._localise_at(image_bgr, h, w) for h, w in self.passes(*image_bgr.shape[:2])]
+        return scales.merge([b for b, _ in found], [s for _, s in found])
+
+    def _localise_at(self, image_bgr: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
         if self.backend == "torch":
-            kwargs = {"imgsz": self.imgsz, "conf": self.conf, "device": self.device, "verbose": False}
+            kwargs = {"imgsz": [height, width], "conf": self.conf, "device": self.device, "verbose": False}
             boxes = self.yolo.predict(image_bgr, **kwargs)[0].boxes
             return boxes.xyxy.cpu().numpy(), boxes.conf.cpu().numpy()
-        height, width = self.imgsz  # type: ignore[misc]
         blob, box = letterbox(image_bgr, height, width)
         return decode_yolo(self.graph(blob), box, image_bgr.shape, self.conf)
 

@@ -30,6 +30,8 @@ def build_detector(settings: Settings) -> SignDetector:
         clf,
         device=settings.device,
         imgsz=settings.detector_imgsz,
+        min_side=settings.detector_min_side,
+        coarse_side=settings.detector_coarse_side,
         conf=settings.detector_conf,
         crop_scale=1 + settings.crop_margin,
         versions=versions,

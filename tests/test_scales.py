@@ -1,0 +1,104 @@
+"""Photos of every size: the input sizes the localiser runs at, how passes merge, and the
+pictures of every scale that training and the out-of-domain evaluation are made of."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from roadsigns.cli.groundtruth import read_gt
+from roadsigns.cli.metrics import SIZE_BUCKETS, Pred, detection_report, recall_by_size
+from roadsigns.detector import scales
+from tests.conftest import PHOTOS
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [
+        ((800, 1360), [(800, 1376), (256, 384)]),  # a GTSDB frame: native, plus a coarse pass
+        ((400, 300), [(416, 320)]),  # a phone close-up: its own size, never blown up to a dashcam's
+        ((120, 90), [(320, 256)]),  # a thumbnail: enlarged to the smallest long side
+        ((3024, 4032), [(1056, 1376), (288, 384)]),  # a 12 MP photo: shrunk to the longest side
+        ((20000, 16), [(1376, 32), (384, 32)]),  # absurd shapes still give valid strides
+    ],
+)
+def test_plan_picks_sizes_by_the_photo(size: tuple[int, int], expected: list[tuple[int, int]]) -> None:
+    assert scales.plan(*size, max_side=1376) == expected
+
+
+def test_plan_without_coarse_pass() -> None:
+    assert scales.plan(800, 1360, 1376, coarse_side=0) == [(800, 1376)]
+
+
+def test_merge_keeps_the_better_box_of_a_sign_both_passes_saw() -> None:
+    fine = (np.array([[10, 10, 50, 50], [200, 200, 220, 220]], np.float32), np.array([0.6, 0.9], np.float32))
+    coarse = (np.array([[12, 11, 51, 49]], np.float32), np.array([0.8], np.float32))
+    boxes, scores = scales.merge([fine[0], coarse[0]], [fine[1], coarse[1]])
+    assert scores.tolist() == pytest.approx([0.9, 0.8])
+    assert boxes[1].tolist() == [12, 11, 51, 49]
+
+
+def test_merge_of_nothing() -> None:
+    boxes, scores = scales.merge([np.zeros((0, 4), np.float32)] * 2, [np.zeros(0, np.float32)] * 2)
+    assert boxes.shape == (0, 4) and scores.shape == (0,)
+
+
+def test_recall_by_size_buckets_add_up_to_recall() -> None:
+    gt = read_gt(PHOTOS / "gt.txt")
+    # Predict every sign exactly but drop the smallest one.
+    smallest = min((b for boxes in gt.values() for b in boxes), key=lambda b: b.bottom - b.top)
+    preds = {name: [Pred(b.xyxy, b.class_id, 0.9) for b in boxes if b is not smallest] for name, boxes in gt.items()}
+    buckets = recall_by_size(gt, preds)
+    assert sum(v["signs"] for v in buckets.values()) == sum(len(v) for v in gt.values())
+    height = smallest.bottom + 1 - smallest.top
+    missed = next(k for k, v in buckets.items() if v["signs"] and v["recall"] < 1)
+    lo, hi = {lab: (lo, hi) for lo, hi, lab in SIZE_BUCKETS}[missed]
+    assert lo <= height and (hi is None or height < hi)
+    report = detection_report(gt, preds)
+    assert report["recall_by_size"] == buckets
+    assert all(v["recall"] is None for v in buckets.values() if v["signs"] == 0)
+
+
+def test_scenes_label_every_pasted_sign(tmp_path: Path) -> None:
+    from roadsigns.training.scenes import build_scale_dataset
+
+    gt = read_gt(PHOTOS / "gt.txt")
+    n = build_scale_dataset(PHOTOS, gt, sorted(gt), tmp_path, zoomed=6, pasted=12, seed=3)
+    assert n == 18
+    heights = []
+    for label in (tmp_path / "labels").glob("*.txt"):
+        image = cv2.imread(str(tmp_path / "images" / f"{label.stem}.jpg"))
+        h, w = image.shape[:2]
+        rows = [list(map(float, line.split())) for line in label.read_text().splitlines()]
+        assert rows or label.stem.startswith("paste"), label  # a zoomed view always holds its sign
+        for cls, cx, cy, bw, bh in rows:
+            assert cls == 0 and 0 < bw <= 1 and 0 < bh <= 1 and 0 <= cx <= 1 and 0 <= cy <= 1
+            heights.append(bh * h)
+            # A labelled box is on a sign, not on flat background.
+            x1, y1 = int((cx - bw / 2) * w), int((cy - bh / 2) * h)
+            patch = image[y1 : y1 + max(2, int(bh * h)), x1 : x1 + max(2, int(bw * w))]
+            assert patch.std() > 3, label
+    # Signs of many sizes: from a few pixels to a good part of the picture.
+    assert min(heights) < 30 and max(heights) > 80
+
+
+def test_ood_sets_are_valid_gtsdb_folders(tmp_path: Path) -> None:
+    from roadsigns.training.scenes import ood_sets
+
+    gt = read_gt(PHOTOS / "gt.txt")
+    summary = ood_sets(PHOTOS, gt, sorted(gt), tmp_path, seed=1)
+    assert set(summary) == {"zoomed", "downscaled", "pasted"}
+    for name, counts in summary.items():
+        folder = tmp_path / name
+        boxes = read_gt(folder / "gt.txt")  # parses: the CLI's own reader
+        assert sum(len(v) for v in boxes.values()) == counts["signs"] > 0
+        for image_name, signs in boxes.items():
+            h, w = cv2.imread(str(folder / "images" / image_name)).shape[:2]
+            assert all(b.right < w and b.bottom < h for b in signs)
+    # Half-size photos hold the same signs at half the height.
+    full = sorted(b.bottom - b.top for v in gt.values() for b in v)
+    half = sorted(b.bottom - b.top for v in read_gt(tmp_path / "downscaled" / "gt.txt").values() for b in v)
+    assert np.allclose(np.array(half), np.array(full) / 2, atol=1)
