@@ -63,13 +63,17 @@ train: setup ## train detector, classifier and the two text readers from ../shar
 heldout: setup ## write the held-out evaluation set (the split make train keeps out) into .train/heldout
 	$(BIN)/roadsigns-train --config training/config.yaml --stages heldout
 
-evaluate: heldout ## the README's accuracy figures: the evaluation CLI on the held-out set
+evaluate: heldout ## the README's accuracy figures: the evaluation CLI on the held-out set and its out-of-domain sets
 	$(BIN)/roadsigns evaluate detection --images .train/heldout/images --gt .train/heldout/gt.txt
 	$(BIN)/roadsigns evaluate classification --npz .train/heldout/gtsrb-val.npz
+	for set in zoomed downscaled pasted; do \
+		echo "== out of domain: $$set"; \
+		$(BIN)/roadsigns evaluate detection --quiet --images .train/heldout/ood/$$set/images --gt .train/heldout/ood/$$set/gt.txt; \
+	done
 
-bench: setup ## detector backends compared; bare pipeline against the queued services; accept rate; memory
+bench: setup ## detector backends compared (BASELINE=DIR: and earlier weights); bare pipeline against the queued services; accept rate; memory
 	@command -v wrk >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get install -y -q wrk; }
-	$(PY) -m benchmarks.backends tests/data/photos
+	$(PY) -m benchmarks.backends tests/data/photos $(if $(BASELINE),--baseline $(BASELINE))
 	$(PY) -m benchmarks.pipeline
 
 soak: setup ## 2,000 jobs through the services, memory of every process sampled over time

@@ -12,7 +12,7 @@ import pytest
 from roadsigns.cli.groundtruth import read_gt
 from roadsigns.cli.metrics import SIZE_BUCKETS, Pred, detection_report, recall_by_size
 from roadsigns.detector import scales
-from tests.conftest import PHOTOS
+from tests.conftest import PHOTOS, iou
 
 
 @pytest.mark.parametrize(
@@ -102,3 +102,41 @@ def test_ood_sets_are_valid_gtsdb_folders(tmp_path: Path) -> None:
     full = sorted(b.bottom - b.top for v in gt.values() for b in v)
     half = sorted(b.bottom - b.top for v in read_gt(tmp_path / "downscaled" / "gt.txt").values() for b in v)
     assert np.allclose(np.array(half), np.array(full) / 2, atol=1)
+
+
+def _close_up(name: str, box: tuple[int, int, int, int], fill: float) -> tuple[np.ndarray, tuple[int, ...]]:
+    """A window of a sample photo in which its sign fills `fill` of the height, at native resolution."""
+    photo = cv2.imread(str(PHOTOS / name))
+    x1, y1, x2, y2 = box
+    height = round((y2 - y1) / fill)
+    width = round(height * 4 / 3)
+    left, top = max(0, (x1 + x2) // 2 - width // 2), max(0, (y1 + y2) // 2 - height // 2)
+    window = photo[top : top + height, left : left + width]
+    return window, (x1 - left, y1 - top, x2 - left, y2 - top)
+
+
+@pytest.fixture(scope="module")
+def pipeline():  # type: ignore[no-untyped-def]
+    """The shipped models in one process, as `roadsigns analyze` runs them."""
+    from roadsigns.cli.pipeline import Pipeline
+    from roadsigns.shared.settings import Settings
+
+    return Pipeline(Settings())
+
+
+@pytest.mark.parametrize(("fill", "text"), [(0.35, "100"), (0.7, "100")])
+def test_close_up_sign_is_found_named_and_read(pipeline, fill: float, text: str) -> None:  # type: ignore[no-untyped-def]
+    """A sign filling a third or two thirds of a small photo (a phone close-up) is found and read.
+
+    With the old fixed 832x1376 input such a photo was blown up to a sign of 300-800 px,
+    and nothing was found.
+    """
+    image, box = _close_up("00121.jpg", (91, 308, 186, 417), fill)
+    ok, data = cv2.imencode(".jpg", image)
+    assert ok
+    analysis = pipeline.analyze(data.tobytes())
+    hits = [s for s in analysis.signs if iou(s.bbox, box) >= 0.5]
+    assert hits, (image.shape, [(s.bbox, s.confidence) for s in analysis.signs])
+    assert hits[0].class_id == 7 and hits[0].text == text
+    # Nothing else in so small a picture is a sign.
+    assert len(analysis.signs) == 1

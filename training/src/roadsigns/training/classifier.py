@@ -46,6 +46,27 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return x * gain
 
 
+def _degrade(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """What other cameras and countries add, on standardised crops: a colour cast, blur, sensor
+    noise and a covered patch (a pole, a sticker, a branch), each on part of the batch."""
+    n = x.shape[0]
+    cast = 1 + (torch.rand(n, 3, 1, 1, generator=gen) - 0.5) * 0.3
+    x = x * cast
+    blur = torch.rand(n, generator=gen) < 0.3
+    if blur.any():
+        kernel = torch.tensor([1.0, 2.0, 1.0])
+        kernel = (kernel[:, None] * kernel[None, :] / 16).expand(3, 1, 3, 3)
+        x[blur] = F.conv2d(F.pad(x[blur], (1, 1, 1, 1), mode="replicate"), kernel, groups=3)
+    noisy = (torch.rand(n, 1, 1, 1, generator=gen) < 0.3).float()
+    x = x + noisy * torch.randn(x.shape, generator=gen) * 0.15
+    covered = torch.rand(n, generator=gen) < 0.2
+    for i in torch.nonzero(covered).flatten().tolist():
+        size = int(torch.randint(6, 13, (1,), generator=gen))
+        top, left = (int(v) for v in torch.randint(0, x.shape[-1] - size, (2,), generator=gen))
+        x[i, :, top : top + size, left : left + size] = torch.randn(3, 1, 1, generator=gen)
+    return x
+
+
 def evaluate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, batch: int = 512) -> float:
     model.eval()
     correct = 0
@@ -73,7 +94,8 @@ def train(
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = SignNet()
+    model = SignNet(width=int(cfg.get("width", 32)))
+    degrade = bool(cfg.get("degrade", False))
     # Channels-last convolutions train 1.6x faster than the default layout on this CPU.
     model = model.to(memory_format=torch.channels_last)
     x_train = torch.from_numpy(standardise(images[train_idx]))
@@ -89,7 +111,10 @@ def train(
         total_loss = 0.0
         for i in range(0, len(order), cfg["batch"]):
             idx = order[i : i + cfg["batch"]]
-            logits = model(_augment(x_train[idx], gen).contiguous(memory_format=torch.channels_last))
+            x = _augment(x_train[idx], gen)
+            if degrade:
+                x = _degrade(x, gen)
+            logits = model(x.contiguous(memory_format=torch.channels_last))
             loss = F.cross_entropy(logits, y_train[idx], label_smoothing=cfg["label_smoothing"])
             opt.zero_grad()
             loss.backward()
@@ -128,7 +153,7 @@ def train_ensemble(
         member, acc = train(images, labels, train_idx, val_idx, cfg, int(seed), on_epoch=report)
         members.append(member)
         accuracies.append(acc)
-    ensemble = SignEnsemble(len(members))
+    ensemble = SignEnsemble(len(members), int(cfg.get("width", 32)))
     for slot, member in zip(ensemble.members, members, strict=True):
         slot.load_state_dict(member.state_dict())
     ensemble.eval()

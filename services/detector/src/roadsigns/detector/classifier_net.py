@@ -30,12 +30,13 @@ def conv_block(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class SignNet(nn.Module):
-    """Three conv blocks (32, 64, 128 channels), global average pool, one linear layer."""
+    """Three conv blocks (`width` channels, then twice and four times that), global average pool, one linear layer."""
 
-    def __init__(self, num_classes: int = NUM_CLASSES) -> None:
+    def __init__(self, num_classes: int = NUM_CLASSES, width: int = 32) -> None:
         super().__init__()
-        self.features = nn.Sequential(conv_block(3, 32), conv_block(32, 64), conv_block(64, 128))
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.3), nn.Linear(128, num_classes))
+        w = width
+        self.features = nn.Sequential(conv_block(3, w), conv_block(w, 2 * w), conv_block(2 * w, 4 * w))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.3), nn.Linear(4 * w, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -50,9 +51,9 @@ class SignEnsemble(nn.Module):
     network's logits. The shipped classifier has one member.
     """
 
-    def __init__(self, members: int) -> None:
+    def __init__(self, members: int, width: int = 32) -> None:
         super().__init__()
-        self.members = nn.ModuleList(SignNet() for _ in range(members))
+        self.members = nn.ModuleList(SignNet(width=width) for _ in range(members))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         probs = torch.stack([member(x).softmax(dim=1) for member in self.members]).mean(dim=0)
@@ -63,6 +64,8 @@ def load_classifier(path: Path) -> nn.Module:
     """A saved state dict as the network it was saved from: a SignEnsemble, or one SignNet."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     member_ids = {int(k.split(".")[1]) for k in state if k.startswith("members.")}
-    model = SignEnsemble(len(member_ids)) if member_ids else SignNet()
+    first_conv = next(v for k, v in state.items() if k.endswith("features.0.0.weight"))
+    width = int(first_conv.shape[0])  # the saved network's own width
+    model = SignEnsemble(len(member_ids), width) if member_ids else SignNet(width=width)
     model.load_state_dict(state)
     return model.eval()
