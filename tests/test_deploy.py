@@ -119,6 +119,11 @@ def test_each_pool_scales_on_its_own_queue(env: str) -> None:
         (["--set", "detector.terminationGracePeriodSeconds=30"], "so a running task can finish"),
         (["--set", "ocr.autoscaling.minReplicas=9"], "minReplicas must not exceed maxReplicas"),
         (["--set", "ocr.autoscaling.listLength=0"], "listLength"),
+        (["--set", "apiKeysRequired=false"], "apiKeysRequired must be true when environment is production"),
+        (
+            ["-f", str(CHART / "values-staging.yaml"), "--set", "apiKeysRequired=false"],
+            "apiKeysRequired must be true when environment is staging",
+        ),
     ],
 )
 def test_values_that_break_gpu_pinning_or_autoscaling_are_refused(override: list[str], message: str) -> None:
@@ -194,3 +199,12 @@ def test_compose_requires_secrets_from_the_environment() -> None:
     )
     assert result.returncode != 0
     assert "POSTGRES_PASSWORD" in result.stderr
+
+
+@pytest.mark.parametrize("env", ["default", "staging", "production"])
+def test_the_gateway_never_starts_without_api_keys(env: str) -> None:
+    """The Secret's api-keys key is not optional in any shipped environment."""
+    docs = render(*([] if env == "default" else ["-f", str(CHART / f"values-{env}.yaml")]))
+    gateway = container(find(docs, "Deployment", "roadsigns-gateway"))
+    keys = next(e for e in gateway["env"] if e["name"] == "ROADSIGNS_API_KEYS")
+    assert keys["valueFrom"]["secretKeyRef"]["optional"] is False

@@ -134,6 +134,9 @@ tracker: track
 {{- $errors = append $errors (printf "%s.autoscaling.minReplicas must not exceed maxReplicas" $pool) -}}
 {{- end -}}
 {{- end -}}
+{{- if and (has $v.environment (list "staging" "production")) (not $v.apiKeysRequired) -}}
+{{- $errors = append $errors (printf "apiKeysRequired must be true when environment is %s: the gateway refuses to start without API keys there" $v.environment) -}}
+{{- end -}}
 {{- if le (int $v.config.visibilityTimeoutSeconds) (int $v.config.taskTimeLimitSeconds) -}}
 {{- $errors = append $errors "config.visibilityTimeoutSeconds must exceed config.taskTimeLimitSeconds, or Redis hands running tasks to a second worker" -}}
 {{- end -}}

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -64,10 +65,23 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = 5.0
 
     # Gateway
-    api_keys: list[str] = Field(default_factory=list)  # when set, /jobs and /predict need X-API-Key
+    # Comma-separated `tenant:key` entries (the key may be `sha256:<hex>`); a JSON list of such
+    # entries is read too. Set: every /jobs and /predict request needs a key, and sees only its
+    # tenant's jobs. Empty (development): one tenant, "default", and no key asked for.
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     predict_timeout_s: float = 60.0
     cors_origins: list[str] = Field(default_factory=list)
     metrics_port: int | None = None  # workers: serve /metrics on this port
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_api_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else text.split(",")
+        if isinstance(value, list):
+            return [str(v).strip() for v in value if str(v).strip()]
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -18,8 +18,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from roadsigns.gateway.auth import ApiKey
 from roadsigns.gateway.deps import Services
+from roadsigns.gateway.keys import KeyConfigError, KeyRing
 from roadsigns.gateway.metrics import MetricsMiddleware
 from roadsigns.gateway.queue_metrics import register_queue_metrics
 from roadsigns.gateway.routes import health, jobs, predict
@@ -79,9 +79,24 @@ def metrics_registry() -> CollectorRegistry:
     return registry
 
 
+def key_ring(settings: Settings) -> KeyRing:
+    """The API keys, or a clear reason not to start: a malformed entry, or none outside development."""
+    try:
+        ring = KeyRing.parse(settings.api_keys)
+    except KeyConfigError as exc:
+        raise SystemExit(f"roadsigns gateway: {exc}") from None
+    if not ring and settings.environment in ("staging", "production"):
+        raise SystemExit(
+            f"roadsigns gateway: ROADSIGNS_ENVIRONMENT={settings.environment} needs ROADSIGNS_API_KEYS "
+            "(comma-separated tenant:key entries); refusing to start with the API open to anyone"
+        )
+    return ring
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     log = setup_logging("gateway")
+    keys = key_ring(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -90,7 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         to_thread.current_default_thread_limiter().total_tokens = THREADS
         engine = get_engine(settings.database_url, "roadsigns-gateway", pool_size=THREADS)
         app.state.services = Services(
-            settings, engine, make_celery("roadsigns-gateway", settings), BlobStore(settings.blob_dir)
+            settings, engine, make_celery("roadsigns-gateway", settings), BlobStore(settings.blob_dir), keys
         )
         yield
         engine.dispose()
@@ -130,8 +145,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     app.include_router(health.router)
-    app.include_router(jobs.router, dependencies=ApiKey)
-    app.include_router(predict.router, dependencies=ApiKey)
+    # Every /jobs and /predict route takes the caller's tenant (roadsigns.gateway.auth).
+    app.include_router(jobs.router)
+    app.include_router(predict.router)
     registry = metrics_registry()
     register_queue_metrics(settings.broker_url, registry)
     app.mount("/metrics", make_asgi_app(registry))

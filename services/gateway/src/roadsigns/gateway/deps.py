@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from roadsigns.gateway.keys import KeyRing
 from roadsigns.shared.blobstore import BlobStore
 from roadsigns.shared.db.session import session_scope
 from roadsigns.shared.settings import Settings
@@ -24,6 +25,7 @@ class Services:
     engine: Engine
     celery: Celery
     blobs: BlobStore
+    keys: KeyRing
 
 
 def get_services(request: Request) -> Services:

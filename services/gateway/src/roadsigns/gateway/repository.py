@@ -22,17 +22,22 @@ def create(session: Session, job: Job) -> Job:
     return job
 
 
-def by_idempotency_key(session: Session, key: str) -> Job | None:
-    return session.execute(select(Job).where(Job.idempotency_key == key)).scalar_one_or_none()
+# Every read names the tenant: a job of another tenant is not found, whatever its id.
 
 
-def get(session: Session, job_id: str) -> Job | None:
-    return session.execute(select(Job).where(Job.id == job_id).options(selectinload(Job.signs))).scalar_one_or_none()
+def by_idempotency_key(session: Session, tenant: str, key: str) -> Job | None:
+    query = select(Job).where(Job.tenant == tenant, Job.idempotency_key == key)
+    return session.execute(query).scalar_one_or_none()
 
 
-def page(session: Session, limit: int, offset: int, status: JobStatus | None) -> tuple[list[Job], int]:
-    query = select(Job)
-    count = select(func.count()).select_from(Job)
+def get(session: Session, tenant: str, job_id: str) -> Job | None:
+    query = select(Job).where(Job.id == job_id, Job.tenant == tenant).options(selectinload(Job.signs))
+    return session.execute(query).scalar_one_or_none()
+
+
+def page(session: Session, tenant: str, limit: int, offset: int, status: JobStatus | None) -> tuple[list[Job], int]:
+    query = select(Job).where(Job.tenant == tenant)
+    count = select(func.count()).select_from(Job).where(Job.tenant == tenant)
     if status is not None:
         query = query.where(Job.status == status.value)
         count = count.where(Job.status == status.value)

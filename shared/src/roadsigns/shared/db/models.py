@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, MetaData, String, Text, UniqueConstraint, func
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NAMING = {
@@ -23,8 +23,15 @@ class Base(DeclarativeBase):
 
 class Job(Base):
     __tablename__ = "jobs"
+    __table_args__ = (
+        # An Idempotency-Key is one tenant's: another tenant's same key makes a job of its own.
+        UniqueConstraint("tenant", "idempotency_key", name="uq_jobs_tenant_idempotency_key"),
+        Index("ix_jobs_tenant_created_at", "tenant", "created_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Who owns the job: the tenant of the API key that made it ("default" without keys).
+    tenant: Mapped[str] = mapped_column(String(64), default="default", server_default="default")
     status: Mapped[str] = mapped_column(String(16), index=True)
     filename: Mapped[str | None] = mapped_column(String(255))
     content_type: Mapped[str | None] = mapped_column(String(64))
@@ -39,7 +46,7 @@ class Job(Base):
     timings_ms: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     model_versions: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # The same key with the same upload returns the same job; with another upload, a 409.
-    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_sha256: Mapped[str | None] = mapped_column(String(64))
     # Optional webhook, POSTed (signed) when the job finishes; its outcome is kept here.
     callback_url: Mapped[str | None] = mapped_column(String(2048))

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from roadsigns.gateway import repository
+from roadsigns.gateway.auth import LinkTenant, Tenant
 from roadsigns.gateway.deps import ServicesDep, SessionDep
 from roadsigns.gateway.metrics import ENQUEUE_FAILURES, JOBS_SUBMITTED, UPLOADS_REJECTED
 from roadsigns.gateway.uploads import UploadRejected, validate_image
@@ -63,9 +64,9 @@ def _check_callback_url(url: str | None) -> str | None:
     return url
 
 
-def _replay(session: Session, key: str, digest: str) -> JobOut | None:
-    """The job an earlier request with this Idempotency-Key made, if the upload is the same."""
-    job = repository.by_idempotency_key(session, key)
+def _replay(session: Session, tenant: str, key: str, digest: str) -> JobOut | None:
+    """The job an earlier request of this tenant with this Idempotency-Key made, if the upload is the same."""
+    job = repository.by_idempotency_key(session, tenant, key)
     if job is None:
         return None
     if job.request_sha256 != digest:
@@ -75,6 +76,7 @@ def _replay(session: Session, key: str, digest: str) -> JobOut | None:
 
 def submit(
     services: ServicesDep,
+    tenant: str,
     data: bytes,
     filename: str | None,
     idempotency_key: str | None = None,
@@ -87,7 +89,7 @@ def submit(
     digest = hashlib.sha256(data).hexdigest()
     if idempotency_key:
         with session_scope(services.engine) as session:
-            replayed = _replay(session, idempotency_key, digest)
+            replayed = _replay(session, tenant, idempotency_key, digest)
         if replayed is not None:
             return replayed, False
     try:
@@ -100,6 +102,7 @@ def submit(
     key = services.blobs.put(f"uploads/{job_id}.{_EXT[image.content_type]}", image.data)
     job = Job(
         id=job_id,
+        tenant=tenant,
         status=JobStatus.QUEUED.value,
         filename=(filename or "").replace("\x00", "")[:255] or None,  # metadata only; PostgreSQL refuses NUL
         content_type=image.content_type,
@@ -118,7 +121,7 @@ def submit(
         # Two requests raced with the same Idempotency-Key: the first one's job wins.
         services.blobs.delete(key)
         with session_scope(services.engine) as session:
-            replayed = _replay(session, idempotency_key or "", digest)
+            replayed = _replay(session, tenant, idempotency_key or "", digest)
         if replayed is None:
             raise
         return replayed, False
@@ -158,6 +161,7 @@ IdempotencyKey = Annotated[
 async def create_job(
     request: Request,
     services: ServicesDep,
+    tenant: Tenant,
     file: Annotated[UploadFile, File(description="a photo")],
     callback_url: Annotated[str | None, Form(description="POSTed a signed copy of the job when it finishes")] = None,
     idempotency_key: IdempotencyKey = None,
@@ -165,7 +169,7 @@ async def create_job(
     """Accept a photo; answer 202 with the job and its Location."""
     await refuse_several_files(request)
     data = await read_upload(file, services.settings.max_upload_bytes)
-    out, created = await run_in_threadpool(submit, services, data, file.filename, idempotency_key, callback_url)
+    out, created = await run_in_threadpool(submit, services, tenant, data, file.filename, idempotency_key, callback_url)
     headers = {"Location": f"/jobs/{out.id}"}
     if not created:
         headers["Idempotent-Replayed"] = "true"
@@ -175,32 +179,34 @@ async def create_job(
 @router.get("", response_model=JobPage)
 def list_jobs(
     session: SessionDep,
+    tenant: Tenant,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # larger ones overflow PostgreSQL's bigint
     status: JobStatus | None = None,
 ) -> JobPage:
-    """Jobs, newest first."""
-    jobs, total = repository.page(session, limit, offset, status)
+    """The caller's tenant's jobs, newest first."""
+    jobs, total = repository.page(session, tenant, limit, offset, status)
     return JobPage(items=[job_to_out(j, with_signs=False) for j in jobs], total=total, limit=limit, offset=offset)
 
 
-def _job_or_404(session: SessionDep, job_id: str) -> Job:
-    job = repository.get(session, job_id) if len(job_id) <= 64 and "\x00" not in job_id else None
+def _job_or_404(session: SessionDep, tenant: str, job_id: str) -> Job:
+    """The job, if it is the tenant's: another tenant's job is as unknown as one never made."""
+    job = repository.get(session, tenant, job_id) if len(job_id) <= 64 and "\x00" not in job_id else None
     if job is None:
         raise HTTPException(404, f"no job with id {job_id!r}")
     return job
 
 
 @router.get("/{job_id}", response_model=JobOut)
-def get_job(session: SessionDep, job_id: str) -> JobOut:
+def get_job(session: SessionDep, tenant: Tenant, job_id: str) -> JobOut:
     """A job's status; its signs, timings and model versions once done; its error once failed."""
-    return job_to_out(_job_or_404(session, job_id))
+    return job_to_out(_job_or_404(session, tenant, job_id))
 
 
 @router.get("/{job_id}/image", response_class=Response)
-def get_image(session: SessionDep, services: ServicesDep, job_id: str) -> Response:
+def get_image(session: SessionDep, services: ServicesDep, tenant: LinkTenant, job_id: str) -> Response:
     """The photo as the workers saw it (upright)."""
-    job = _job_or_404(session, job_id)
+    job = _job_or_404(session, tenant, job_id)
     try:
         return Response(services.blobs.get(job.blob_key), media_type=job.content_type or "image/png")
     except BlobNotFound:
@@ -208,9 +214,9 @@ def get_image(session: SessionDep, services: ServicesDep, job_id: str) -> Respon
 
 
 @router.get("/{job_id}/signs/{index}/crop", response_class=Response)
-def get_crop(session: SessionDep, services: ServicesDep, job_id: str, index: int) -> Response:
+def get_crop(session: SessionDep, services: ServicesDep, tenant: LinkTenant, job_id: str, index: int) -> Response:
     """One sign's crop, as PNG."""
-    job = _job_or_404(session, job_id)
+    job = _job_or_404(session, tenant, job_id)
     sign = next((s for s in job.signs if s.index == index), None)
     if sign is None or not sign.crop_key:
         raise HTTPException(404, f"job {job_id} has no sign {index}")

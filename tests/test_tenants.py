@@ -1,0 +1,121 @@
+"""Tenants, against the real services: two API keys of two tenants cannot see each other's jobs,
+images, crops or idempotency keys; staging and production refuse to start without keys."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import PHOTOS, wait_for_job
+from tests.stack import Stack, free_port, gateway_command, wait_until
+
+PHOTO = (PHOTOS / "00330.jpg").read_bytes()
+OTHER = (PHOTOS / "00121.jpg").read_bytes()
+KEY_A, KEY_B = "alpha-secret-key", "beta-secret-key"
+# Tenant beta's key is configured only as its SHA-256: no plain key stored.
+KEYS = f"alpha:{KEY_A}, beta:sha256:{hashlib.sha256(KEY_B.encode()).hexdigest()}"
+
+
+@pytest.fixture(scope="module")
+def keyed(stack: Stack) -> Iterator[str]:
+    """A second gateway over the session's stack (same database and workers), with two tenants."""
+    port = free_port()
+    proc = subprocess.Popen(
+        gateway_command(port),
+        env={**stack.env, "ROADSIGNS_API_KEYS": KEYS},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: httpx.get(f"{base}/ready", timeout=1).status_code == 200, 60, "keyed gateway")
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _client(base: str, key: str) -> httpx.Client:
+    return httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=30)
+
+
+def _post(client: httpx.Client, data: bytes, idempotency_key: str) -> httpx.Response:
+    files = {"file": ("p.jpg", data, "image/jpeg")}
+    return client.post("/jobs", files=files, headers={"Idempotency-Key": idempotency_key})
+
+
+def test_two_tenants_cannot_see_each_other(keyed: str, client: httpx.Client) -> None:
+    with _client(keyed, KEY_A) as alpha, _client(keyed, KEY_B) as beta:
+        made = _post(alpha, PHOTO, "order-1")
+        assert made.status_code == 202, made.text
+        job_id = made.json()["id"]
+        job = wait_for_job(alpha, job_id)
+        assert job["status"] == "done" and job["signs"], job
+        crop = job["signs"][0]["crop_url"]
+
+        # The owner reads everything; the image link takes the key in the URL (an <img> sends no header).
+        assert alpha.get(f"/jobs/{job_id}/image").status_code == 200
+        assert httpx.get(f"{keyed}/jobs/{job_id}/image", params={"api_key": KEY_A}).status_code == 200
+        assert httpx.get(f"{keyed}{crop}", params={"api_key": KEY_A}).status_code == 200
+
+        # The other tenant: every route answers as for a job that never existed.
+        for path in (f"/jobs/{job_id}", f"/jobs/{job_id}/image", crop):
+            response = beta.get(path)
+            assert response.status_code == 404, (path, response.status_code)
+            assert response.json() == {"detail": f"no job with id {job_id!r}"}
+        assert httpx.get(f"{keyed}{crop}", params={"api_key": KEY_B}).status_code == 404
+        listed = beta.get("/jobs", params={"limit": 100}).json()
+        assert job_id not in [j["id"] for j in listed["items"]]
+
+        # The same Idempotency-Key from the other tenant is a new job of its own, not a replay or a 409.
+        theirs = _post(beta, OTHER, "order-1")
+        assert theirs.status_code == 202, theirs.text
+        assert theirs.json()["id"] != job_id and "idempotent-replayed" not in theirs.headers
+        again = _post(beta, OTHER, "order-1")
+        assert again.json()["id"] == theirs.json()["id"] and again.headers["idempotent-replayed"] == "true"
+
+        # Each list holds only its own tenant's jobs.
+        beta_ids = [j["id"] for j in beta.get("/jobs", params={"limit": 100}).json()["items"]]
+        alpha_ids = [j["id"] for j in alpha.get("/jobs", params={"limit": 100}).json()["items"]]
+        assert beta_ids == [theirs.json()["id"]]
+        assert alpha_ids == [job_id]
+
+    # The session's gateway has no keys (development): one tenant, "default", which sees neither.
+    assert client.get(f"/jobs/{job_id}").status_code == 404
+
+
+def test_keys_only_in_the_header_except_on_image_links(keyed: str) -> None:
+    files = {"file": ("p.jpg", PHOTO, "image/jpeg")}
+    assert httpx.post(f"{keyed}/jobs", files=files).status_code == 401
+    assert httpx.post(f"{keyed}/jobs", files=files, headers={"X-API-Key": KEY_A + "x"}).status_code == 403
+    # A hash is not a key: the configured digest itself does not open tenant beta.
+    digest = hashlib.sha256(KEY_B.encode()).hexdigest()
+    assert httpx.get(f"{keyed}/jobs", headers={"X-API-Key": f"sha256:{digest}"}).status_code == 403
+    for method, path in (("POST", "/jobs"), ("GET", "/jobs"), ("GET", "/jobs/x"), ("POST", "/predict")):
+        response = httpx.request(method, f"{keyed}{path}", params={"api_key": KEY_A}, files=files)
+        assert response.status_code == 401, (method, path)
+        assert "X-API-Key header" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("environment", "keys", "message"),
+    [
+        ("production", None, "ROADSIGNS_ENVIRONMENT=production needs ROADSIGNS_API_KEYS"),
+        ("staging", "", "ROADSIGNS_ENVIRONMENT=staging needs ROADSIGNS_API_KEYS"),
+        ("production", "alpha:sha256:1234", "entry 1: sha256: must be followed by 64 hex digits"),
+    ],
+)
+def test_staging_and_production_refuse_to_start_without_keys(
+    stack: Stack, environment: str, keys: str | None, message: str
+) -> None:
+    env = {**stack.env, "ROADSIGNS_ENVIRONMENT": environment}
+    env.pop("ROADSIGNS_API_KEYS", None)
+    if keys is not None:
+        env["ROADSIGNS_API_KEYS"] = keys
+    done = subprocess.run(gateway_command(free_port()), env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert message in done.stderr, done.stderr[-2000:]
