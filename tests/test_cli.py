@@ -13,6 +13,7 @@ import pytest
 
 from roadsigns.cli.groundtruth import read_gt
 from roadsigns.cli.metrics import Pred, average_precision, detection_report
+from roadsigns.shared import classes
 from tests.conftest import PHOTOS
 
 ROADSIGNS = str(Path(sys.executable).parent / "roadsigns")
@@ -36,6 +37,9 @@ def test_analyze_writes_json_and_annotated_images(tmp_path: Path) -> None:
     results = json.loads((tmp_path / "r.json").read_text())
     assert [Path(r["file"]).name for r in results] == ["00330.jpg", "00121.jpg"]
     assert any(s["class_id"] == 2 and s["text"] == "50" for s in results[0]["signs"])
+    keys = {"bbox", "class_id", "class_name", "category", "confidence", "text", "class_source"}
+    assert all(keys <= set(s) for r in results for s in r["signs"])
+    assert all(s["class_source"] == "classifier" for s in results[0]["signs"] + results[1]["signs"])
     assert any(s["class_id"] == 7 for s in results[1]["signs"])
     annotated = cv2.imread(str(tmp_path / "00330.jpg"))
     assert annotated.shape == cv2.imread(str(PHOTOS / "00330.jpg")).shape
@@ -133,3 +137,24 @@ def test_detection_report_ranks_every_proposal_but_counts_recall_at_the_operatin
     n_signs, n_low = sum(len(bs) for bs in gt.values()), len(gt[low])
     assert report["recall"] == pytest.approx((n_signs - n_low) / n_signs)  # not reported, so not recalled
     assert report["precision"] == 1.0 and report["min_confidence"] == 0.25
+
+
+def test_detection_report_counts_signs_outside_the_43_classes() -> None:
+    gt = read_gt(PHOTOS / "gt.txt")
+    # Every sign found, none named by a class ("other sign", "speed limit 40"): each carries
+    # its category of its own, here the right one.
+    unnamed = {n: [Pred(b.xyxy, None, 0.9, "", classes.get(b.class_id).category) for b in bs] for n, bs in gt.items()}
+    report = detection_report(gt, unnamed, min_score=0.25)
+    assert report["map50_any"] == pytest.approx(1.0) and report["recall_any"] == 1.0
+    assert report["precision_any"] == 1.0
+    assert report["map50"] == 0.0 and report["recall"] == 0.0  # no class: never a GT class
+    assert report["precision"] == 0.0  # and not a right name either
+    assert report["map50_category"] == pytest.approx(1.0)  # the category string counts
+    # The category comes from the prediction's string, not from a class: a wrong one misses.
+    wrong = {n: [Pred(p.bbox, None, p.score, "", "other") for p in ps] for n, ps in unnamed.items()}
+    assert detection_report(gt, wrong)["map50_category"] < 0.5
+    # One sign named, the rest not: class mAP counts only the named one's class.
+    name, boxes = next(iter(gt.items()))
+    mixed = {**unnamed, name: [Pred(boxes[0].xyxy, boxes[0].class_id, 0.9), *unnamed[name][1:]]}
+    r = detection_report(gt, mixed)
+    assert 0.0 < r["map50"] < 1.0 and r["map50_any"] == pytest.approx(1.0)

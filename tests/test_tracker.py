@@ -12,12 +12,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from alembic import command
 from sqlalchemy import Engine, create_engine, func, select, text, update
 
 from roadsigns.shared.blobstore import BlobStore
-from roadsigns.shared.db.migrate import upgrade
+from roadsigns.shared.db.migrate import alembic_config, upgrade
 from roadsigns.shared.db.models import Job, Sign
 from roadsigns.shared.db.session import session_scope
+from roadsigns.shared.db.views import job_to_out
 from roadsigns.shared.schemas import DetectRequest, FinishRequest, JobStatus, SignResult
 from roadsigns.tracker import service
 from tests.stack import PG_ADMIN
@@ -148,3 +150,44 @@ def test_broker_job_ids_finds_queued_and_unacked_messages() -> None:
     client.hset("unacked", "tag-1", json.dumps([{"headers": {"argsrepr": f"({{'job_id': '{taken}'}},)"}}, "", "ocr"]))
     assert service.broker_job_ids(client, ["detect", "ocr", "track"]) >= {queued, taken}
     client.flushdb()
+
+
+def test_signs_outside_the_43_classes_are_stored_and_shown(engine: Engine, tmp_path: Path) -> None:
+    """class_id null and class_source through the real migrations, the tracker and the API view."""
+    job_id = _job(engine)
+    request = _finish_request(job_id, 3)
+    request.signs[1] = request.signs[1].model_copy(
+        update={"class_id": None, "class_name": "speed limit 40", "text": "40", "class_source": "reading"}
+    )
+    request.signs[2] = request.signs[2].model_copy(
+        update={"class_id": None, "class_name": "other sign", "category": "danger", "text": "", "class_source": "shape"}
+    )
+    assert service.finish(engine, BlobStore(tmp_path), request) is not None
+    with session_scope(engine) as s:
+        out = job_to_out(s.get(Job, job_id))
+    assert [(x.class_id, x.class_name, x.class_source) for x in out.signs] == [
+        (2, "speed limit 50", "classifier"),
+        (None, "speed limit 40", "reading"),
+        (None, "other sign", "shape"),
+    ]
+    assert out.model_dump(mode="json")["signs"][1]["class_id"] is None
+
+
+def test_open_set_migration_goes_down_and_up(engine: Engine, tmp_path: Path) -> None:
+    """0003 down: signs without a class go (the old schema cannot hold them), the rest stay; up again."""
+    job_id = _job(engine)
+    request = _finish_request(job_id, 2)
+    request.signs[1] = request.signs[1].model_copy(update={"class_id": None, "class_name": "other sign"})
+    service.finish(engine, BlobStore(tmp_path), request)
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    command.downgrade(cfg, "0002")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT class_id FROM signs")).scalars().all() == [2]
+        nullable = conn.execute(
+            text("SELECT is_nullable FROM information_schema.columns WHERE table_name = 'signs' AND column_name = :c"),
+            {"c": "class_id"},
+        ).scalar()
+        assert nullable == "NO"
+    command.upgrade(cfg, "head")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT class_source FROM signs")).scalars().all() == ["classifier"]

@@ -7,6 +7,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+from roadsigns.shared.openset import ClassSource
+
 
 class JobStatus(StrEnum):
     QUEUED = "queued"
@@ -35,10 +37,14 @@ class DetectRequest(BaseModel):
 
 
 class Detection(BaseModel):
-    """One sign found by the detector, its crop inline (crops are a few kB)."""
+    """One sign found by the detector, its crop inline (crops are a few kB).
+
+    The class is the classifier's top class, however unsure: the OCR stage names the sign
+    (roadsigns.shared.openset) once it has read it.
+    """
 
     bbox: list[float] = Field(min_length=4, max_length=4)
-    class_id: int
+    class_id: int | None
     class_name: str
     category: str
     confidence: float  # detector confidence x classifier probability
@@ -55,17 +61,21 @@ class OcrRequest(BaseModel):
     timings_ms: dict[str, float]
     model_versions: dict[str, str]
     image_size: list[int]
+    # The reporting threshold on the sign's final confidence, applied by the OCR stage once
+    # the sign is named (a reading can name an unsure sign); 0 keeps every detection.
+    min_confidence: float = 0.0
 
 
 class SignResult(BaseModel):
     bbox: list[float]
-    class_id: int
+    class_id: int | None  # None: not one of the 43 classes ("speed limit 40", "other sign")
     class_name: str
     category: str
     confidence: float
     text: str
     text_confidence: float
-    text_matches_class: bool | None = None  # None when the class carries no text
+    text_matches_class: bool | None = None  # None when the class carries no text, or there is no class
+    class_source: ClassSource = "classifier"  # what named the sign: the classifier, the reading, or only the shape
 
 
 class FinishRequest(BaseModel):

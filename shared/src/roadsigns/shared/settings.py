@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     ocr_min_confidence: float = 40.0
     ocr_learned_readers: bool = True  # false: Tesseract reads speed limits and STOP words too (slower, less accurate)
 
+    # Signs outside the 43 classes (roadsigns.shared.openset): below this class probability the
+    # classifier's class is not reported; a confident reading of a speed limit's number names
+    # the sign, else it is an "other sign". An even chance: below it, the other 42 classes
+    # together outweigh the top one.
+    open_set_min_probability: float = Field(0.5, ge=0.0, le=1.0)
+
     # Tracker
     mlflow_tracking_uri: str | None = None
     mlflow_experiment: str = "roadsigns-jobs"

@@ -90,7 +90,7 @@ def cmd_eval_detection(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UsageError(f"{args.images / name}: {exc}") from None
         spent += time.perf_counter() - t0
-        preds[name] = [Pred(tuple(s.bbox), s.class_id, s.confidence, s.text) for s in analysis.signs]
+        preds[name] = [Pred(tuple(s.bbox), s.class_id, s.confidence, s.text, s.category) for s in analysis.signs]
     report = detection_report(gt, preds, settings.min_confidence)
     report.update(
         images=len(names),

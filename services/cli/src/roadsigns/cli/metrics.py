@@ -16,9 +16,15 @@ from roadsigns.shared import classes
 @dataclass(frozen=True)
 class Pred:
     bbox: tuple[float, float, float, float]
-    class_id: int
+    class_id: int | None  # None: none of the 43 classes ("speed limit 40", "other sign"), never a GT class
     score: float
     text: str = ""
+    category: str | None = None  # the prediction's own category; None: its class's
+
+    @property
+    def category_index(self) -> int | None:
+        category = self.category or (classes.get(self.class_id).category if self.class_id is not None else None)
+        return classes.CATEGORIES.index(category) if category in classes.CATEGORIES else None
 
 
 def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
@@ -46,10 +52,18 @@ def average_precision(tp: np.ndarray, n_gt: int) -> float:
 
 
 def _match(
-    gt: dict[str, list[Box]], preds: dict[str, list[Pred]], label: Callable[[int], int], thr: float
-) -> tuple[dict[int, list[tuple[float, bool]]], dict[int, int]]:
-    """Greedy matching by score per label; returns per-label (score, is_tp) lists and GT counts."""
-    scored: dict[int, list[tuple[float, bool]]] = defaultdict(list)
+    gt: dict[str, list[Box]],
+    preds: dict[str, list[Pred]],
+    label: Callable[[int], int],
+    thr: float,
+    pred_label: Callable[[Pred], int | None] | None = None,
+) -> tuple[dict[int | None, list[tuple[float, bool]]], dict[int, int]]:
+    """Greedy matching by score per label; returns per-label (score, is_tp) lists and GT counts.
+
+    A prediction's label is `pred_label(p)`, by default `label` of its class, and None (which
+    matches no GT box) for a prediction with no class.
+    """
+    scored: dict[int | None, list[tuple[float, bool]]] = defaultdict(list)
     n_gt: dict[int, int] = defaultdict(int)
     names = set(gt) | set(preds)
     for name in names:
@@ -58,7 +72,7 @@ def _match(
             n_gt[label(b.class_id)] += 1
         used = [False] * len(g)
         for p in sorted(preds.get(name, []), key=lambda p: -p.score):
-            lp = label(p.class_id)
+            lp = pred_label(p) if pred_label else (None if p.class_id is None else label(p.class_id))
             best, best_j = thr, -1
             for j, b in enumerate(g):
                 if used[j] or label(b.class_id) != lp:
@@ -72,8 +86,13 @@ def _match(
     return scored, n_gt
 
 
-def map50(gt: dict[str, list[Box]], preds: dict[str, list[Pred]], label: Callable[[int], int]) -> dict[str, float]:
-    scored, n_gt = _match(gt, preds, label, 0.5)
+def map50(
+    gt: dict[str, list[Box]],
+    preds: dict[str, list[Pred]],
+    label: Callable[[int], int],
+    pred_label: Callable[[Pred], int | None] | None = None,
+) -> dict[str, float]:
+    scored, n_gt = _match(gt, preds, label, 0.5, pred_label)
     aps = []
     tp_total = fp_total = 0
     for lab, count in n_gt.items():
@@ -142,11 +161,13 @@ def detection_report(gt: dict[str, list[Box]], preds: dict[str, list[Pred]], min
     precision, recall and OCR at the operating point: the predictions scoring `min_score` or more,
     which are what the service reports."""
     reported = {name: [p for p in ps if p.score >= min_score] for name, ps in preds.items()}
+    # A prediction outside the 43 classes (class_id None) is never a GT class, but it is a
+    # sign found (class-agnostic) and has a category of its own.
     by_class = map50(gt, preds, lambda c: c)
-    by_category = map50(gt, preds, classes.category_index)
-    agnostic = map50(gt, preds, lambda c: 0)
+    by_category = map50(gt, preds, classes.category_index, lambda p: p.category_index)
+    agnostic = map50(gt, preds, lambda c: 0, lambda p: 0)
     at_class = map50(gt, reported, lambda c: c)
-    at_any = map50(gt, reported, lambda c: 0)
+    at_any = map50(gt, reported, lambda c: 0, lambda p: 0)
     exact, n_text = ocr_exact(gt, reported)
     return {
         "map50": by_class["map50"],

@@ -12,7 +12,8 @@ import numpy as np
 
 from roadsigns.detector.service import build_detector, detect_job
 from roadsigns.ocr.reader import SignReader
-from roadsigns.ocr.service import read_job
+from roadsigns.ocr.service import decode_crop, name_sign, read_job
+from roadsigns.ocr.shape import shape_cue
 from roadsigns.shared.schemas import DetectRequest, SignResult
 from roadsigns.shared.settings import Settings
 
@@ -51,29 +52,32 @@ class Analysis:
 class Pipeline:
     def __init__(self, settings: Settings, ocr: bool = True) -> None:
         self.detector = build_detector(settings)
+        self.min_class_probability = settings.open_set_min_probability
         self.reader: SignReader | None = None
         if ocr:
-            self.reader = SignReader(settings.ocr_languages, settings.ocr_min_confidence, settings.ocr_learned_readers)
+            self.reader = SignReader(
+                settings.ocr_languages,
+                settings.ocr_min_confidence,
+                settings.ocr_learned_readers,
+                settings.open_set_min_probability,
+            )
 
     def analyze(self, data: bytes, job_id: str = "local", min_confidence: float | None = None) -> Analysis:
         """`min_confidence` None: the settings' reporting threshold; 0: every proposal."""
         t0 = time.perf_counter()
         ocr_request = detect_job(
-            DetectRequest(job_id=job_id, blob_key="-", submitted_at=time.time()), data, self.detector, min_confidence
+            DetectRequest(job_id=job_id, blob_key="-", submitted_at=time.time()),
+            data,
+            self.detector,
+            min_confidence,
+            self.min_class_probability,
         )
-        if self.reader is None:
-            signs = [
-                SignResult(
-                    bbox=d.bbox,
-                    class_id=d.class_id,
-                    class_name=d.class_name,
-                    category=d.category,
-                    confidence=d.confidence,
-                    text="",
-                    text_confidence=0.0,
-                )
+        if self.reader is None:  # named without a reading: by the classifier, else by shape
+            named = (
+                name_sign(d, None, shape_cue(decode_crop(d.crop_png_b64)), self.min_class_probability)
                 for d in ocr_request.detections
-            ]
+            )
+            signs = [s for s in named if s.confidence >= ocr_request.min_confidence]
             timings = dict(ocr_request.timings_ms)
         else:
             finished = read_job(ocr_request, self.reader)

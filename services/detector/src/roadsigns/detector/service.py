@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 
 from roadsigns.detector.model import SignDetector, resolve_backend
-from roadsigns.shared import classes
+from roadsigns.shared import classes, openset
 from roadsigns.shared.metrics import MODEL_INFO, MODEL_LOAD_SECONDS
 from roadsigns.shared.schemas import Detection, DetectRequest, OcrRequest
-from roadsigns.shared.settings import Settings
+from roadsigns.shared.settings import Settings, get_settings
 
 
 def build_detector(settings: Settings) -> SignDetector:
@@ -63,17 +63,31 @@ def encode_png_b64(crop: np.ndarray) -> str:
 
 
 def detect_job(
-    request: DetectRequest, image_bytes: bytes, detector: SignDetector, min_confidence: float | None = None
+    request: DetectRequest,
+    image_bytes: bytes,
+    detector: SignDetector,
+    min_confidence: float | None = None,
+    min_class_probability: float | None = None,
 ) -> OcrRequest:
     """Find and classify the signs in one photo; the result is the OCR stage's input.
 
     `min_confidence` overrides the detector's reporting threshold (the evaluation asks for 0).
+    A proposal is kept when the confidence the OCR stage could give it reaches the threshold
+    (roadsigns.shared.openset.best_confidence): an unsure class is not multiplied down and
+    dropped here, since a reading or its shape may still name it; the OCR stage applies the
+    threshold to the final confidence. `min_class_probability`: default from the settings.
     """
     started = time.time()
+    floor = detector.min_confidence if min_confidence is None else min_confidence
+    if min_class_probability is None:
+        min_class_probability = get_settings().open_set_min_probability
     image = decode_image(image_bytes)
-    out = detector.detect(image, min_confidence)
+    out = detector.detect(image, 0.0)
     detections = []
     for f in out.signs:
+        best = openset.best_confidence(f.class_id, f.detector_confidence, f.class_probability, min_class_probability)
+        if best < floor:
+            continue
         cls = classes.get(f.class_id)
         detections.append(
             Detection(
@@ -96,4 +110,5 @@ def detect_job(
         timings_ms=timings,
         model_versions=detector.versions,
         image_size=[int(image.shape[1]), int(image.shape[0])],
+        min_confidence=floor,
     )

@@ -1,4 +1,4 @@
-"""The OCR stage as a plain function: read every crop of one job."""
+"""The OCR stage as a plain function: read every crop of one job, then name each sign."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import time
 import cv2
 import numpy as np
 
-from roadsigns.ocr.reader import SignReader, text_matches_class
-from roadsigns.shared.schemas import FinishRequest, OcrRequest, SignResult
+from roadsigns.ocr.reader import Reading, SignReader, text_matches_class
+from roadsigns.ocr.shape import ShapeCue, shape_cue
+from roadsigns.shared import classes, openset
+from roadsigns.shared.schemas import Detection, FinishRequest, OcrRequest, SignResult
 
 
 def decode_crop(b64: str) -> np.ndarray:
@@ -19,30 +21,105 @@ def decode_crop(b64: str) -> np.ndarray:
     return crop
 
 
-def read_job(request: OcrRequest, reader: SignReader) -> FinishRequest:
-    t0 = time.perf_counter()
-    signs = []
-    for d in request.detections:
-        reading = reader.read(decode_crop(d.crop_png_b64), d.class_id, d.class_probability)
-        signs.append(
-            SignResult(
-                bbox=d.bbox,
-                class_id=d.class_id,
-                class_name=d.class_name,
-                category=d.category,
-                confidence=round(d.confidence, 4),
-                text=reading.text,
-                text_confidence=round(reading.confidence, 1),
-                text_matches_class=text_matches_class(reading.text, d.class_id) if reading.text else None,
+def _speed_face(d: Detection, cue: ShapeCue, min_class_probability: float) -> bool:
+    """Whether the sign looks like a speed limit: a speed-limit class (any probability), or a
+    red ring round a light face where the classifier is unsure (class 6, "restriction ends
+    80", has no ring: only an unsure one is judged by its shape)."""
+    if d.class_id in openset.numbered_classes().values():
+        return True
+    return d.class_probability < min_class_probability and cue.speed_face
+
+
+def name_sign(d: Detection, reading: Reading | None, cue: ShapeCue, min_class_probability: float) -> SignResult:
+    """The sign as reported: named by the classifier, by its reading, or only by its shape.
+
+    - A speed limit read surely (Reading.sure) as a plausible speed is named by the number:
+      the class that carries it, or `class_id` None and "speed limit 40"; its confidence is
+      the localiser's score times the reading's. The classifier cannot know a "40" and is
+      often sure it is an "80": the digits decide.
+    - Else a class the classifier is sure of stands, at localiser score x class probability.
+    - Else "other sign", `class_id` None, the category the shape and colour show ("other"
+      when they show none): never a forced class. Where the shape shows a sign family, at
+      the localiser's score x OTHER_SIGN_FACTOR (roadsigns.shared.openset), not dropped for
+      the low class probability; where it shows none, at score x class probability.
+    """
+    text = reading.text if reading else ""
+    common = {
+        "bbox": d.bbox,
+        "text": text,
+        "text_confidence": round(reading.confidence, 1) if reading else 0.0,
+    }
+    if (
+        reading is not None
+        and reading.sure
+        and openset.PLAUSIBLE_SPEED.match(text)
+        and _speed_face(d, cue, min_class_probability)
+    ):
+        class_id = openset.numbered_classes().get(text)
+        sure_of_it = class_id is not None and class_id == d.class_id and d.class_probability >= min_class_probability
+        if not sure_of_it:
+            named = classes.get(class_id) if class_id is not None else None
+            return SignResult(
+                **common,
+                class_id=class_id,
+                class_name=named.name if named else openset.speed_limit_name(text),
+                category=named.category if named else "prohibitory",
+                confidence=round(d.detector_confidence * min(1.0, reading.confidence / 100), 4),
+                text_matches_class=True if class_id is not None else None,
+                class_source="reading",
             )
+    if d.class_id is not None and d.class_probability >= min_class_probability:
+        return SignResult(
+            **common,
+            class_id=d.class_id,
+            class_name=d.class_name,
+            category=d.category,
+            confidence=round(d.confidence, 4),
+            text_matches_class=text_matches_class(text, d.class_id) if text else None,
+            class_source="classifier",
         )
+    return SignResult(
+        **common,
+        class_id=None,
+        class_name=openset.OTHER_SIGN,
+        category=cue.category or "other",
+        confidence=round(
+            openset.other_sign_confidence(d.detector_confidence, d.class_probability, cue.category is not None), 4
+        ),
+        text_matches_class=None,
+        class_source="shape",
+    )
+
+
+def read_job(request: OcrRequest, reader: SignReader) -> FinishRequest:
+    """Read and name every detection; report those whose final confidence reaches the request's threshold.
+
+    A detection under the threshold unless a reading names it is dropped unread when it does
+    not look like a speed limit, and read by the learned reader alone when it does: most
+    such proposals are not signs, and Tesseract's tenths of a second go to those reported.
+    """
+    t0 = time.perf_counter()
+    min_p = reader.min_class_probability
+    signs, crops = [], []
+    for d in request.detections:
+        crop = decode_crop(d.crop_png_b64)
+        cue = shape_cue(crop)
+        reported_unread = name_sign(d, None, cue, min_p).confidence >= request.min_confidence
+        if not reported_unread and not _speed_face(d, cue, min_p):
+            continue
+        reading = reader.read(crop, d.class_id, d.class_probability, cue, tesseract=reported_unread)
+        sign = name_sign(d, reading, cue, min_p)
+        if sign.confidence < request.min_confidence:
+            continue
+        signs.append(sign)
+        crops.append(d.crop_png_b64)
     timings = {**request.timings_ms, "ocr_ms": (time.perf_counter() - t0) * 1000}
     return FinishRequest(
         job_id=request.job_id,
         attempt=request.attempt,
         submitted_at=request.submitted_at,
         signs=signs,
-        crops_png_b64=[d.crop_png_b64 for d in request.detections],
+        crops_png_b64=crops,
         timings_ms=timings,
         model_versions={**request.model_versions, "ocr": reader.version},
     )

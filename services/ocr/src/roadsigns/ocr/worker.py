@@ -20,7 +20,9 @@ from roadsigns.shared.tasks import TaskName, make_celery
 settings = get_settings()
 log = setup_logging("ocr")
 app = make_celery("roadsigns-ocr", settings)
-reader = SignReader(settings.ocr_languages, settings.ocr_min_confidence, settings.ocr_learned_readers)
+reader = SignReader(
+    settings.ocr_languages, settings.ocr_min_confidence, settings.ocr_learned_readers, settings.open_set_min_probability
+)
 
 
 @worker_init.connect

@@ -92,6 +92,7 @@ def finish(engine: Engine, store: BlobStore, request: FinishRequest) -> Finished
                     text=sign.text,
                     text_confidence=sign.text_confidence,
                     text_matches_class=sign.text_matches_class,
+                    class_source=sign.class_source,
                     crop_key=key,
                 )
             )

@@ -67,9 +67,11 @@ class Sign(Base):
     y1: Mapped[float] = mapped_column(Float)
     x2: Mapped[float] = mapped_column(Float)
     y2: Mapped[float] = mapped_column(Float)
-    class_id: Mapped[int] = mapped_column(Integer, index=True)
+    class_id: Mapped[int | None] = mapped_column(Integer, index=True)  # None: none of the 43 classes
     class_name: Mapped[str] = mapped_column(String(128))
     category: Mapped[str] = mapped_column(String(32))
+    # What named the sign: "classifier", "reading" (a speed limit's number) or "shape" ("other sign").
+    class_source: Mapped[str] = mapped_column(String(16), default="classifier", server_default="classifier")
     confidence: Mapped[float] = mapped_column(Float)
     text: Mapped[str] = mapped_column(Text, default="")
     text_confidence: Mapped[float] = mapped_column(Float, default=0.0)

@@ -20,6 +20,7 @@ def job_to_out(job: Job, with_signs: bool = True) -> JobOut:
                 text=s.text,
                 text_confidence=s.text_confidence,
                 text_matches_class=s.text_matches_class,
+                class_source=s.class_source,
                 crop_url=f"/jobs/{job.id}/signs/{s.index}/crop" if s.crop_key else None,
             )
             for s in job.signs

@@ -226,7 +226,7 @@ function renderResult(card, job) {
       "span",
       { class: "box-label" },
       el("span", { class: "box-n" }, String(i + 1)),
-      el("span", { class: "box-name" }, sign.class_name),
+      el("span", { class: "box-name" }, signName(sign)),
       sign.text ? el("span", { class: "box-text" }, `“${sign.text}”`) : null,
       el("span", { class: "box-conf" }, percent(sign.confidence)),
     );
@@ -237,6 +237,7 @@ function renderResult(card, job) {
         "data-index": i,
         "data-class-id": sign.class_id,
         "data-class-name": sign.class_name,
+        "data-class-source": sign.class_source,
         "data-text": sign.text,
         "data-confidence": sign.confidence,
         "data-bbox": sign.bbox.join(","),
@@ -269,6 +270,19 @@ function renderResult(card, job) {
   photo.addEventListener("load", () => placeLabels(frame));
 }
 
+/** The sign's name; "(read)" where its number named it, not the classifier ("speed limit 40 (read)"). */
+function signName(sign) {
+  return sign.class_source === "reading" ? `${sign.class_name} (read)` : sign.class_name;
+}
+
+/** Which class, and where the name came from: the classifier, the number read, or only the shape. */
+function classLabel(sign) {
+  if (sign.class_id === null || sign.class_id === undefined) {
+    return sign.class_source === "reading" ? "number read, no class has it" : "none of the 43 classes";
+  }
+  return sign.class_source === "reading" ? `class ${sign.class_id}, from its number` : `class ${sign.class_id}`;
+}
+
 function signItem(sign, i) {
   let reading;
   if (sign.text) {
@@ -299,12 +313,12 @@ function signItem(sign, i) {
     el(
       "div",
       { class: "sign-body" },
-      el("p", { class: "sign-name" }, el("span", { class: "sign-n" }, String(i + 1)), sign.class_name),
+      el("p", { class: "sign-name" }, el("span", { class: "sign-n" }, String(i + 1)), signName(sign)),
       el(
         "p",
         { class: "sign-meta" },
         el("span", { class: `cat cat-${sign.category}` }, sign.category),
-        ` class ${sign.class_id} · ${percent(sign.confidence)} sure`,
+        ` ${classLabel(sign)} · ${percent(sign.confidence)} sure`,
       ),
       reading,
     ),
