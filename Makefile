@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 PACKAGES := -e shared -e services/gateway -e services/detector -e services/ocr -e services/tracker -e services/cli -e training
 DEV_ENV := ROADSIGNS_DATABASE_URL=postgresql+psycopg2://postgres@127.0.0.1:5432/roadsigns \
 	ROADSIGNS_BROKER_URL=redis://127.0.0.1:6379/0 ROADSIGNS_BLOB_DIR=$(CURDIR)/.dev/blobs \
-	ROADSIGNS_MLFLOW_TRACKING_URI=http://127.0.0.1:5000 MLFLOW_DISABLE_TELEMETRY=true
+	ROADSIGNS_MLFLOW_TRACKING_URI=http://127.0.0.1:5000 MLFLOW_DISABLE_TELEMETRY=true \
+	ROADSIGNS_CALLBACK_ALLOW_PRIVATE=true
 
 .PHONY: setup system-deps demo dev migrate test lint format train heldout evaluate bench soak clean tools deploy-check dashboards \
 	screenshots up up-gpu down
@@ -42,6 +43,7 @@ dev: setup migrate ## every service as a local process against local Redis and P
 	$(DEV_ENV) $(BIN)/celery -A roadsigns.detector.worker worker -Q detect -c 1 -n detector@%h -l INFO & \
 	$(DEV_ENV) $(BIN)/celery -A roadsigns.ocr.worker worker -Q ocr -c 2 -n ocr@%h -l INFO & \
 	$(DEV_ENV) $(BIN)/celery -A roadsigns.tracker.worker worker -Q track -c 2 -n tracker@%h -l INFO & \
+	$(DEV_ENV) $(BIN)/celery -A roadsigns.tracker.worker worker -Q webhook -c 2 -n webhook@%h -l INFO & \
 	$(DEV_ENV) $(BIN)/celery -A roadsigns.tracker.worker beat -s .dev/celerybeat-schedule -l INFO & \
 	FLOWER_UNAUTHENTICATED_API=true $(DEV_ENV) $(BIN)/celery -A roadsigns.tracker.worker flower --port=5555 & \
 	wait

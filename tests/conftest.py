@@ -33,14 +33,14 @@ def iou(a, b) -> float:  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """Gateway, detector, OCR and tracker workers and MLflow, each its own process."""
+    """Gateway, detector, OCR, tracker and webhook workers and MLflow, each its own process."""
     s = Stack.create(tmp_path_factory.mktemp("stack"))
     try:
         s.start_mlflow()
-        for pool, n in (("detector", 1), ("ocr", 1), ("tracker", 1)):
+        for pool, n in (("detector", 1), ("ocr", 1), ("tracker", 1), ("webhook", 1)):
             s.start_worker(pool, n)
         s.start_gateway()
-        s.wait_workers_ready(["detector", "ocr", "tracker"])
+        s.wait_workers_ready(["detector", "ocr", "tracker", "webhook"])
         yield s
     finally:
         s.close()

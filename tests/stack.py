@@ -121,6 +121,8 @@ class Stack:
             "ROADSIGNS_MAX_UPLOAD_BYTES": str(8 * 1024 * 1024),
             "ROADSIGNS_MAX_PIXELS": str(30_000_000),
             "ROADSIGNS_WEBHOOK_SECRET": "test-webhook-secret",
+            # The tests' webhook receivers listen on 127.0.0.1; test_webhooks.py turns this off.
+            "ROADSIGNS_CALLBACK_ALLOW_PRIVATE": "true",
             "MLFLOW_DISABLE_TELEMETRY": "true",
             "PYTHONUNBUFFERED": "1",
             **overrides,
@@ -178,8 +180,9 @@ class Stack:
             "detector": "roadsigns.detector.worker",
             "ocr": "roadsigns.ocr.worker",
             "tracker": "roadsigns.tracker.worker",
+            "webhook": "roadsigns.tracker.worker",  # the tracker's code, on the webhook queue
         }[pool]
-        queue = {"detector": "detect", "ocr": "ocr", "tracker": "track"}[pool]
+        queue = {"detector": "detect", "ocr": "ocr", "tracker": "track", "webhook": "webhook"}[pool]
         # Each pool serves /metrics merged over its prefork children, from a samples folder of its own
         # that starts empty (stale files from a killed process would otherwise be counted again).
         metrics_dir = self.root / "metrics" / pool

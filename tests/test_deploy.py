@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TOOLS = Path(os.environ.get("TOOLS_DIR", ROOT / ".tools")).resolve()
 HELM = TOOLS / "bin" / "helm"
 CHART = ROOT / "deploy" / "helm"
-POOLS = {"detector": "detect", "ocr": "ocr", "tracker": "track"}
+POOLS = {"detector": "detect", "ocr": "ocr", "tracker": "track", "webhook": "webhook"}
 
 
 def need_tools() -> None:

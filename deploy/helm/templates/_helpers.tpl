@@ -99,6 +99,7 @@ securityContext: {{- toYaml .ctx.Values.podSecurityContext | nindent 2 }}
 detector: detect
 ocr: ocr
 tracker: track
+webhook: webhook
 {{- end -}}
 
 {{/* Refuse values that would break GPU pinning, per-pool autoscaling or graceful shutdown. */}}

@@ -5,6 +5,8 @@
 {{- $v := index .ctx.Values .pool -}}
 {{- $name := printf "%s-%s" (include "roadsigns.fullname" .ctx) .pool -}}
 {{- $labels := dict "ctx" .ctx "component" .pool -}}
+{{- $module := $v.module | default (printf "roadsigns.%s.worker" .pool) -}}
+{{- $blobs := not (has .pool (list "ocr" "webhook")) -}}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -32,7 +34,7 @@ spec:
           command: ["sh", "-c", 'rm -rf "$PROMETHEUS_MULTIPROC_DIR"/* && exec celery "$@"', "--"]
           args:
             - -A
-            - roadsigns.{{ .pool }}.worker
+            - {{ $module }}
             - worker
             - -Q
             - {{ $v.queue }}
@@ -54,7 +56,7 @@ spec:
             - {name: metrics, containerPort: 9100}
           livenessProbe:
             exec:
-              command: ["sh", "-c", "celery -A roadsigns.{{ .pool }}.worker inspect ping -d {{ .pool }}@$POD_NAME --timeout 20"]
+              command: ["sh", "-c", "celery -A {{ $module }} inspect ping -d {{ .pool }}@$POD_NAME --timeout 20"]
             initialDelaySeconds: 120
             periodSeconds: 60
             timeoutSeconds: 45
@@ -63,12 +65,12 @@ spec:
           securityContext: {{- toYaml .ctx.Values.securityContext | nindent 12 }}
           volumeMounts:
             - {name: metrics, mountPath: /tmp/prometheus}
-            {{- if ne .pool "ocr" }}
+            {{- if $blobs }}
             - {name: blobs, mountPath: /data/blobs}
             {{- end }}
       volumes:
         - {name: metrics, emptyDir: {}}
-        {{- if ne .pool "ocr" }}
+        {{- if $blobs }}
         - name: blobs
           persistentVolumeClaim: {claimName: {{ include "roadsigns.blobsClaim" .ctx }}}
         {{- end }}

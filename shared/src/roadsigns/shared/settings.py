@@ -65,10 +65,15 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = None
     mlflow_experiment: str = "roadsigns-jobs"
 
-    # Completion webhooks: body signed with HMAC-SHA256 under this secret, retried with backoff.
+    # Completion webhooks (their own queue and pool): body signed with HMAC-SHA256 under this
+    # secret, retried with backoff. Each attempt has one total deadline, reads at most
+    # webhook_max_response_bytes of the answer, and reaches public addresses only unless
+    # callback_allow_private (development; roadsigns.shared.callbacks).
     webhook_secret: str | None = None
     webhook_max_attempts: int = 6
-    webhook_timeout_s: float = 5.0
+    webhook_timeout_s: float = Field(5.0, gt=0)
+    webhook_max_response_bytes: int = Field(64 * 1024, gt=0)
+    callback_allow_private: bool = False
 
     # Gateway
     # Comma-separated `tenant:key` entries (the key may be `sha256:<hex>`); a JSON list of such

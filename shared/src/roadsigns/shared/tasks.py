@@ -17,6 +17,7 @@ class Queue(StrEnum):
     DETECT = "detect"
     OCR = "ocr"
     TRACK = "track"
+    WEBHOOK = "webhook"  # a pool of its own: a slow receiver never holds up a job's bookkeeping
 
 
 class TaskName(StrEnum):
@@ -37,7 +38,7 @@ ROUTES = {
     TaskName.TRACK_FINISH: Queue.TRACK,
     TaskName.TRACK_FAIL: Queue.TRACK,
     TaskName.TRACK_MLFLOW: Queue.TRACK,
-    TaskName.TRACK_WEBHOOK: Queue.TRACK,
+    TaskName.TRACK_WEBHOOK: Queue.WEBHOOK,
     TaskName.RECONCILE: Queue.TRACK,
 }
 

@@ -11,13 +11,13 @@ import hmac
 import json
 import time
 
-import httpx
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import selectinload
 
 from roadsigns.shared.db.models import Job
 from roadsigns.shared.db.session import session_scope
 from roadsigns.shared.db.views import job_to_out
+from roadsigns.tracker import safe_http
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -35,8 +35,12 @@ def payload(engine: Engine, job_id: str) -> tuple[str, bytes] | None:
         return job.callback_url, body
 
 
-def deliver(url: str, body: bytes, secret: str | None, timeout: float) -> int:
-    """POST once; return the HTTP status. Raises on connection errors."""
+def deliver(
+    url: str, body: bytes, secret: str | None, deadline_s: float, max_response_bytes: int, allow_private: bool
+) -> int:
+    """POST once through the guarded transport (safe_http); return the HTTP status.
+
+    Raises CallbackRefused for an address the policy refuses, httpcore errors otherwise."""
     timestamp = str(int(time.time()))
     headers = {
         "Content-Type": "application/json",
@@ -45,7 +49,14 @@ def deliver(url: str, body: bytes, secret: str | None, timeout: float) -> int:
     }
     if secret:
         headers["X-Roadsigns-Signature"] = sign(secret, timestamp, body)
-    return httpx.post(url, content=body, headers=headers, timeout=timeout).status_code
+    return safe_http.post(
+        url,
+        body,
+        headers,
+        deadline_s=deadline_s,
+        max_response_bytes=max_response_bytes,
+        allow_private=allow_private,
+    )
 
 
 def record(engine: Engine, job_id: str, status: str, attempts: int) -> None:

@@ -6,14 +6,16 @@ celery -A roadsigns.tracker.worker beat            # runs the reconciler periodi
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import asdict
 from typing import Any
 
-import httpx
+import httpcore
 import redis
 from celery.signals import worker_init
 
 from roadsigns.shared.blobstore import BlobStore
+from roadsigns.shared.callbacks import CallbackRefused
 from roadsigns.shared.db.session import get_engine
 from roadsigns.shared.logs import setup as setup_logging
 from roadsigns.shared.metrics import JOBS_FINISHED, SIGNS_FOUND, STAGE_SECONDS, serve_worker_metrics
@@ -92,6 +94,16 @@ def log_to_mlflow(self, finished: dict[str, Any]) -> None:  # type: ignore[no-un
         raise self.retry(exc=exc, countdown=min(60, 2**self.request.retries)) from None
 
 
+_DELIVERY_ERRORS = (
+    httpcore.TimeoutException,
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    httpcore.UnsupportedProtocol,
+    ssl.SSLError,
+    OSError,
+)
+
+
 @app.task(name=TaskName.TRACK_WEBHOOK, bind=True, max_retries=None)
 def webhook(self, job_id: str) -> None:  # type: ignore[no-untyped-def]
     """POST the finished job to its callback_url; retry with exponential backoff, record the outcome."""
@@ -101,9 +113,20 @@ def webhook(self, job_id: str) -> None:  # type: ignore[no-untyped-def]
     url, body = target
     attempt = self.request.retries + 1
     try:
-        status = webhooks.deliver(url, body, settings.webhook_secret, settings.webhook_timeout_s)
+        status = webhooks.deliver(
+            url,
+            body,
+            settings.webhook_secret,
+            settings.webhook_timeout_s,
+            settings.webhook_max_response_bytes,
+            settings.callback_allow_private,
+        )
         outcome = f"delivered: HTTP {status}" if 200 <= status < 300 else f"HTTP {status}"
-    except httpx.HTTPError as exc:
+    except CallbackRefused as exc:  # not retried: the address is not one this service calls
+        webhooks.record(engine(), job_id, f"refused: {exc}", attempt)
+        log.warning("job %s: callback refused: %s", job_id, exc)
+        return
+    except _DELIVERY_ERRORS as exc:
         status, outcome = 0, f"{type(exc).__name__}: {exc}"
     if 200 <= status < 300:
         webhooks.record(engine(), job_id, outcome, attempt)

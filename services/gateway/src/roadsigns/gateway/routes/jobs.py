@@ -6,7 +6,6 @@ import hashlib
 import logging
 import time
 from typing import Annotated
-from urllib.parse import urlparse
 
 from fastapi import APIRouter, File, Form, Header, HTTPException, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
@@ -20,6 +19,7 @@ from roadsigns.gateway.deps import ServicesDep, SessionDep
 from roadsigns.gateway.metrics import ENQUEUE_FAILURES, JOBS_SUBMITTED, UPLOADS_REJECTED
 from roadsigns.gateway.uploads import UploadRejected, validate_image
 from roadsigns.shared.blobstore import BlobNotFound
+from roadsigns.shared.callbacks import CallbackRefused, check_url
 from roadsigns.shared.db.models import Job
 from roadsigns.shared.db.session import session_scope
 from roadsigns.shared.db.views import job_to_out
@@ -54,13 +54,15 @@ class Conflict(UploadRejected):
         super().__init__(409, message)
 
 
-def _check_callback_url(url: str | None) -> str | None:
+def _check_callback_url(url: str | None, allow_private: bool) -> str | None:
+    """A callback to a literal loopback, private, link-local, multicast or reserved host is refused
+    here; the webhook pool checks every address a name resolves to again when it connects."""
     if not url:
         return None
-    parsed = urlparse(url)
-    has_control = any(ord(c) < 32 or ord(c) == 127 for c in url)  # PostgreSQL cannot store a NUL
-    if parsed.scheme not in ("http", "https") or not parsed.netloc or len(url) > 2048 or has_control:
-        raise UploadRejected(422, "callback_url must be an absolute http(s) URL of at most 2048 characters")
+    try:
+        check_url(url, allow_private)
+    except CallbackRefused as exc:
+        raise UploadRejected(422, str(exc)) from None
     return url
 
 
@@ -94,7 +96,7 @@ def submit(
             return replayed, False
     try:
         image = validate_image(data, services.settings)
-        callback_url = _check_callback_url(callback_url)
+        callback_url = _check_callback_url(callback_url, services.settings.callback_allow_private)
     except UploadRejected as exc:
         UPLOADS_REJECTED.labels(str(exc.status)).inc()
         raise
