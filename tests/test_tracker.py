@@ -109,6 +109,26 @@ def test_failed_job_ignores_a_late_result(engine: Engine, tmp_path: Path) -> Non
         assert job.status == "failed" and job.error == "detector: image unreadable"
 
 
+def test_a_stale_attempt_can_neither_finish_nor_fail_the_job(engine: Engine, tmp_path: Path) -> None:
+    """The reconciler re-sent the job as attempt 2: what attempt 1's messages say now is ignored."""
+    job_id = _job(engine)
+    with session_scope(engine) as s:
+        s.execute(update(Job).where(Job.id == job_id).values(attempts=2))
+    stale = _finish_request(job_id, 2)  # attempt 1, the default
+    assert service.finish(engine, BlobStore(tmp_path), stale) is None
+    assert not service.fail(engine, job_id, "detector: from attempt 1", attempt=1)
+    assert not service.mark_stage(engine, job_id, JobStatus.READING, attempt=1)
+    assert _status(engine, job_id) == "queued"
+    with session_scope(engine) as s:
+        assert s.execute(select(func.count()).select_from(Sign).where(Sign.job_id == job_id)).scalar() == 0
+    # The current attempt's messages still count.
+    assert service.mark_stage(engine, job_id, JobStatus.DETECTING, attempt=2)
+    current = _finish_request(job_id, 2)
+    current.attempt = 2
+    done = service.finish(engine, BlobStore(tmp_path), current)
+    assert done is not None and done.first_time and _status(engine, job_id) == "done"
+
+
 def test_reconciler_requeues_stale_jobs_then_gives_up(engine: Engine) -> None:
     stale, fresh = _job(engine, JobStatus.DETECTING), _job(engine)
     with session_scope(engine) as s:

@@ -8,11 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Task
+from celery.exceptions import TimeLimitExceeded
 from celery.signals import worker_init, worker_process_init
 
 from roadsigns.detector.model import SignDetector
 from roadsigns.detector.service import ImageUnreadable, build_detector, detect_job
 from roadsigns.shared.blobstore import BlobNotFound, BlobStore
+from roadsigns.shared.deliveries import DeliveryCounter
 from roadsigns.shared.logs import setup as setup_logging
 from roadsigns.shared.metrics import STAGE_SECONDS, TASK_FAILURES, serve_worker_metrics
 from roadsigns.shared.schemas import DetectRequest, JobStatus
@@ -22,6 +24,7 @@ from roadsigns.shared.tasks import TaskName, make_celery
 settings = get_settings()
 log = setup_logging("detector")
 app = make_celery("roadsigns-detector", settings)
+deliveries = DeliveryCounter(settings.broker_url, settings.max_deliveries)
 
 
 class DetectorTask(Task):
@@ -38,6 +41,14 @@ class DetectorTask(Task):
             )
         return DetectorTask._detector
 
+    def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        """Celery calls this in the parent when the hard time limit killed the child: say so on the
+        job (the message is acknowledged, so nothing else would)."""
+        if isinstance(exc, TimeLimitExceeded) and args:
+            request = DetectRequest.model_validate(args[0])
+            reason = f"the detector took longer than its time limit ({settings.task_time_limit_s} s) on this photo"
+            app.send_task(TaskName.TRACK_FAIL, args=[request.job_id, reason, request.attempt])
+
 
 @worker_init.connect
 def _serve_metrics(**_: Any) -> None:
@@ -52,6 +63,12 @@ def _load_models(**_: Any) -> None:
 @app.task(name=TaskName.DETECT, base=DetectorTask, bind=True)
 def detect(self: DetectorTask, payload: dict[str, Any]) -> None:
     request = DetectRequest.model_validate(payload)
+    poisoned = deliveries.poisoned("detect", request.job_id)
+    if poisoned:  # earlier deliveries killed their process: fail the job, drop the message
+        TASK_FAILURES.labels("detect").inc()
+        log.error("job %s: %s", request.job_id, poisoned)
+        app.send_task(TaskName.TRACK_FAIL, args=[request.job_id, poisoned, request.attempt])
+        return
     app.send_task(TaskName.TRACK_STAGE, args=[request.job_id, JobStatus.DETECTING, request.attempt])
     try:
         image = BlobStore(settings.blob_dir).get(request.blob_key)

@@ -11,6 +11,7 @@ from celery.signals import worker_init
 
 from roadsigns.ocr.reader import SignReader
 from roadsigns.ocr.service import read_job
+from roadsigns.shared.deliveries import DeliveryCounter
 from roadsigns.shared.logs import setup as setup_logging
 from roadsigns.shared.metrics import MODEL_INFO, STAGE_SECONDS, TASK_FAILURES, serve_worker_metrics
 from roadsigns.shared.schemas import JobStatus, OcrRequest
@@ -20,6 +21,7 @@ from roadsigns.shared.tasks import TaskName, make_celery
 settings = get_settings()
 log = setup_logging("ocr")
 app = make_celery("roadsigns-ocr", settings)
+deliveries = DeliveryCounter(settings.broker_url, settings.max_deliveries)
 reader = SignReader(
     settings.ocr_languages, settings.ocr_min_confidence, settings.ocr_learned_readers, settings.open_set_min_probability
 )
@@ -34,6 +36,12 @@ def _serve_metrics(**_: Any) -> None:
 @app.task(name=TaskName.OCR)
 def ocr(payload: dict[str, Any]) -> None:
     request = OcrRequest.model_validate(payload)
+    poisoned = deliveries.poisoned("ocr", request.job_id)
+    if poisoned:  # earlier deliveries killed their process: fail the job, drop the message
+        TASK_FAILURES.labels("ocr").inc()
+        log.error("job %s: %s", request.job_id, poisoned)
+        app.send_task(TaskName.TRACK_FAIL, args=[request.job_id, poisoned, request.attempt])
+        return
     app.send_task(TaskName.TRACK_STAGE, args=[request.job_id, JobStatus.READING, request.attempt])
     try:
         result = read_job(request, reader)

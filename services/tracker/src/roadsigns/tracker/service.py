@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import redis
 from sqlalchemy import Engine, delete, select, update
@@ -29,22 +30,31 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def mark_stage(engine: Engine, job_id: str, status: JobStatus) -> bool:
-    """Move a job forward to a running stage; ignore anything that would move it back."""
+def mark_stage(engine: Engine, job_id: str, status: JobStatus, attempt: int | None = None) -> bool:
+    """Move a job forward to a running stage; ignore anything that would move it back, and
+    messages of an earlier attempt (`attempt`: None for any)."""
     behind = [s.value for s, rank in STATUS_RANK.items() if rank < STATUS_RANK[status]]
     with session_scope(engine) as s:
         result = s.execute(
-            update(Job).where(Job.id == job_id, Job.status.in_(behind)).values(status=status.value, updated_at=now())
+            update(Job)
+            .where(Job.id == job_id, Job.status.in_(behind), *_current(attempt))
+            .values(status=status.value, updated_at=now())
         )
         return result.rowcount > 0
 
 
-def fail(engine: Engine, job_id: str, error: str) -> bool:
-    """Mark a job failed with a readable reason, unless it already finished."""
+def _current(attempt: int | None) -> list[Any]:
+    """A message belongs to the job's current attempt, or to none: the reconciler re-sent the job
+    (attempts + 1) after giving that one up, and what it does now must not finish or fail it."""
+    return [] if attempt is None else [Job.attempts <= attempt]
+
+
+def fail(engine: Engine, job_id: str, error: str, attempt: int | None = None) -> bool:
+    """Mark a job failed with a readable reason, unless it already finished or the message is stale."""
     with session_scope(engine) as s:
         result = s.execute(
             update(Job)
-            .where(Job.id == job_id, Job.status.notin_([t.value for t in TERMINAL]))
+            .where(Job.id == job_id, Job.status.notin_([t.value for t in TERMINAL]), *_current(attempt))
             .values(status=JobStatus.FAILED.value, error=error[:2000], updated_at=now(), finished_at=now())
         )
         return result.rowcount > 0
@@ -71,6 +81,9 @@ def finish(engine: Engine, store: BlobStore, request: FinishRequest) -> Finished
             return None
         if job.status == JobStatus.FAILED.value:
             log.info("job %s already failed; late result ignored", request.job_id)
+            return None
+        if request.attempt < job.attempts:
+            log.info("job %s: result of attempt %d ignored (now %d)", request.job_id, request.attempt, job.attempts)
             return None
         first_time = job.status != JobStatus.DONE.value
         s.execute(delete(Sign).where(Sign.job_id == job.id))

@@ -53,7 +53,7 @@ def _serve_metrics(**_: Any) -> None:
 
 @app.task(name=TaskName.TRACK_STAGE)
 def stage(job_id: str, status: str, attempt: int = 1) -> None:
-    service.mark_stage(engine(), job_id, JobStatus(status))
+    service.mark_stage(engine(), job_id, JobStatus(status), attempt)
 
 
 def _notify(job_id: str) -> None:
@@ -62,7 +62,7 @@ def _notify(job_id: str) -> None:
 
 @app.task(name=TaskName.TRACK_FAIL)
 def fail(job_id: str, error: str, attempt: int = 1) -> None:
-    if service.fail(engine(), job_id, error):
+    if service.fail(engine(), job_id, error, attempt):
         JOBS_FINISHED.labels("failed").inc()
         log.warning("job %s failed: %s", job_id, error)
         _notify(job_id)
