@@ -15,7 +15,8 @@ import subprocess
 import sys
 import time
 import uuid
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -260,3 +261,19 @@ class Stack:
 
     def log(self, name: str) -> str:
         return (self.root / f"{name}.log").read_text(errors="replace")[-4000:]
+
+
+@contextmanager
+def extra_gateway(stack: Stack, **env: str) -> Iterator[str]:
+    """A second gateway over the stack's database and queues, with settings of its own; its URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        gateway_command(port), env={**stack.env, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: httpx.get(f"{base}/ready", timeout=1).status_code == 200, 60, "the extra gateway")
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(10)

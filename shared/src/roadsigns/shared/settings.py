@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     # entries is read too. Set: every /jobs and /predict request needs a key, and sees only its
     # tenant's jobs. Empty (development): one tenant, "default", and no key asked for.
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Per-tenant limit on POST /jobs and /predict, in the `limits` notation ("120/minute",
+    # "10/second"); empty: no limit. Past it: 429 with Retry-After.
+    rate_limit: str = ""
     predict_timeout_s: float = 60.0
     cors_origins: list[str] = Field(default_factory=list)
     metrics_port: int | None = None  # workers: serve /metrics on this port

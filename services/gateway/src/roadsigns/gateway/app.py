@@ -16,12 +16,13 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import REGISTRY, CollectorRegistry, make_asgi_app, multiprocess
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from roadsigns.gateway.deps import Services
 from roadsigns.gateway.keys import KeyConfigError, KeyRing
 from roadsigns.gateway.metrics import MetricsMiddleware
+from roadsigns.gateway.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from roadsigns.gateway.queue_metrics import register_queue_metrics
+from roadsigns.gateway.ratelimit import TenantRateLimit
 from roadsigns.gateway.routes import health, jobs, predict
 from roadsigns.gateway.uploads import UploadRejected
 from roadsigns.shared.blobstore import BlobStore
@@ -46,27 +47,6 @@ def _validation_message(exc: RequestValidationError) -> str:
         else:
             parts.append(f"{field}: {err.get('msg')}")
     return "; ".join(parts)
-
-
-class BodyLimitMiddleware:
-    """Refuse an oversized body from its Content-Length, before reading any of it.
-
-    The body may exceed the upload limit by the multipart framing and form fields (1 MiB).
-    """
-
-    def __init__(self, app: ASGIApp, max_upload_bytes: int) -> None:
-        self.app, self.max_upload_bytes = app, max_upload_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            length = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
-            if length.isdigit() and int(length) > self.max_upload_bytes + 1024 * 1024:
-                detail = (
-                    f"the request body is {int(length)} bytes; uploads are limited to {self.max_upload_bytes} bytes"
-                )
-                await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 def metrics_registry() -> CollectorRegistry:
@@ -105,7 +85,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         to_thread.current_default_thread_limiter().total_tokens = THREADS
         engine = get_engine(settings.database_url, "roadsigns-gateway", pool_size=THREADS)
         app.state.services = Services(
-            settings, engine, make_celery("roadsigns-gateway", settings), BlobStore(settings.blob_dir), keys
+            settings,
+            engine,
+            make_celery("roadsigns-gateway", settings),
+            BlobStore(settings.blob_dir),
+            keys,
+            TenantRateLimit(settings.rate_limit, settings.broker_url),
         )
         yield
         engine.dispose()
@@ -127,10 +112,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     app.add_middleware(BodyLimitMiddleware, max_upload_bytes=settings.max_upload_bytes)
+    app.add_middleware(SecurityHeadersMiddleware)
 
     @app.exception_handler(UploadRejected)
     async def _rejected(_: Request, exc: UploadRejected) -> JSONResponse:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+        return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

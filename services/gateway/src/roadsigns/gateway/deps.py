@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from roadsigns.gateway.keys import KeyRing
+from roadsigns.gateway.ratelimit import TenantRateLimit
 from roadsigns.shared.blobstore import BlobStore
 from roadsigns.shared.db.session import session_scope
 from roadsigns.shared.settings import Settings
@@ -26,6 +27,7 @@ class Services:
     celery: Celery
     blobs: BlobStore
     keys: KeyRing
+    rate_limit: TenantRateLimit
 
 
 def get_services(request: Request) -> Services:

@@ -88,6 +88,7 @@ def submit(
 
     Returns the job and whether it was created now (False: replayed for an Idempotency-Key).
     """
+    services.rate_limit.check(tenant)
     digest = hashlib.sha256(data).hexdigest()
     if idempotency_key:
         with session_scope(services.engine) as session:

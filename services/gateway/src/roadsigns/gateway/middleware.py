@@ -1,0 +1,99 @@
+"""Plain ASGI middleware of the gateway (no BaseHTTPMiddleware: it costs on every request)."""
+
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        # Connection: close, so the server stops reading the rest of the body rather than drain it.
+        super().__init__(
+            413, f"the request body is larger than {limit} bytes; uploads are limited to that", {"Connection": "close"}
+        )
+
+
+class BodyLimitMiddleware:
+    """Refuse an oversized body: from its Content-Length before reading any of it, and, for a
+    body without one (chunked), as soon as the bytes received pass the limit, not after
+    the whole body has been spooled to disk.
+
+    The body may exceed the upload limit by the multipart framing and form fields (1 MiB).
+    """
+
+    def __init__(self, app: ASGIApp, max_upload_bytes: int) -> None:
+        self.app, self.max_upload_bytes = app, max_upload_bytes
+        self.limit = max_upload_bytes + 1024 * 1024
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
+        if length.isdigit() and int(length) > self.limit:
+            detail = f"the request body is {int(length)} bytes; uploads are limited to {self.max_upload_bytes} bytes"
+            await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise BodyTooLarge(self.limit)  # FastAPI answers it as a 413 while parsing the form
+            return message
+
+        async def noting_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, noting_send)
+        except BodyTooLarge as exc:  # raised where nothing turned it into an answer
+            if started:
+                raise
+            await JSONResponse({"detail": exc.detail}, status_code=413, headers=exc.headers)(scope, receive, send)
+
+
+# The page and everything else: scripts, styles and images from this origin only, no inline
+# script, never framed. /docs and /redoc (Swagger UI and ReDoc load from a CDN with inline
+# script) get only the framing rule.
+_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+_DOCS_CSP = "frame-ancestors 'none'"
+_COMMON = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+]
+
+
+class SecurityHeadersMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        csp = _DOCS_CSP if path.startswith(("/docs", "/redoc")) else _CSP
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in _COMMON if k not in present]
+                if b"content-security-policy" not in present:
+                    extra.append((b"content-security-policy", csp.encode()))
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
