@@ -264,8 +264,8 @@ class Stack:
 
 
 @contextmanager
-def extra_gateway(stack: Stack, **env: str) -> Iterator[str]:
-    """A second gateway over the stack's database and queues, with settings of its own; its URL."""
+def extra_gateway(stack: Stack, **env: str) -> Iterator[tuple[str, int]]:
+    """A second gateway over the stack's database and queues, with settings of its own: its URL and pid."""
     port = free_port()
     proc = subprocess.Popen(
         gateway_command(port), env={**stack.env, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -273,7 +273,7 @@ def extra_gateway(stack: Stack, **env: str) -> Iterator[str]:
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: httpx.get(f"{base}/ready", timeout=1).status_code == 200, 60, "the extra gateway")
-        yield base
+        yield base, proc.pid
     finally:
         proc.terminate()
         proc.wait(10)

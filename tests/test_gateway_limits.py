@@ -6,13 +6,19 @@ from __future__ import annotations
 
 import select
 import socket
+import struct
+import threading
 import time
+import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import httpx
+import psutil
 import pytest
 
+from tests.conftest import PHOTOS
 from tests.stack import Stack, extra_gateway
 
 LIMIT = 8 * 1024 * 1024 + 1024 * 1024  # tests/stack.py's ROADSIGNS_MAX_UPLOAD_BYTES plus the form's allowance
@@ -58,7 +64,10 @@ def test_a_chunked_body_is_cut_at_the_limit_while_it_streams(stack: Stack) -> No
 
 @pytest.fixture(scope="module")
 def limited(stack: Stack) -> Iterator[str]:
-    with extra_gateway(stack, ROADSIGNS_API_KEYS="alpha:key-a,beta:key-b", ROADSIGNS_RATE_LIMIT="3/minute") as base:
+    with extra_gateway(stack, ROADSIGNS_API_KEYS="alpha:key-a,beta:key-b", ROADSIGNS_RATE_LIMIT="3/minute") as (
+        base,
+        _,
+    ):
         yield base
 
 
@@ -99,3 +108,53 @@ def test_a_slow_upload_does_not_block_others(client: httpx.Client) -> None:
         t0 = time.monotonic()
         assert client.get("/health").status_code == 200
         assert time.monotonic() - t0 < 5
+
+
+def _truncated_png(width: int = 6000, height: int = 6600) -> bytes:
+    """115 kB that declare 6000x6600 pixels (zeros compress well), cut ten rows before the end:
+    Pillow fills the whole image (158 MB) before it finds the rest missing."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    stream = zlib.compressobj(9)
+    rows = stream.compress(b"\0" * ((1 + width * 3) * (height - 10))) + stream.flush(zlib.Z_SYNC_FLUSH)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows)
+
+
+def test_a_flood_of_decode_bombs_leaves_the_gateway_within_its_memory(stack: Stack) -> None:
+    """The review's flood: 24 truncated 6000x6600 PNGs, 8 at a time, took the gateway from 105 MB
+    to 1,322 MB. With the decode budget (ROADSIGNS_DECODE_BUDGET_BYTES, 384 MB) one such decode
+    runs at a time; the gateway's resident memory is sampled throughout."""
+    bomb = _truncated_png()
+    with extra_gateway(stack, ROADSIGNS_MAX_PIXELS="40000000") as (base, pid):
+        process = psutil.Process(pid)
+        start = process.memory_info().rss
+        peak = start
+        done = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, process.memory_info().rss)
+                time.sleep(0.02)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+
+        def upload(_: int) -> int:
+            files = {"file": ("bomb.png", bomb, "image/png")}
+            return httpx.post(f"{base}/jobs", files=files, timeout=120).status_code
+
+        try:
+            with ThreadPoolExecutor(8) as pool:
+                statuses = list(pool.map(upload, range(24)))
+        finally:
+            done.set()
+            sampler.join()
+        assert statuses == [400] * 24, statuses
+        assert peak - start < 400 * 1024 * 1024, f"RSS {start / 1e6:.0f} MB -> peak {peak / 1e6:.0f} MB"
+        # And the gateway still answers a real photo.
+        photo = (PHOTOS / "00330.jpg").read_bytes()
+        assert httpx.post(f"{base}/jobs", files={"file": ("p.jpg", photo, "image/jpeg")}).status_code == 202

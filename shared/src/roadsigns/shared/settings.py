@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 40_000_000
     min_side: int = 16
+    # Gateway: decoded pixels that concurrent uploads may hold at once, per process (a 40 MP image
+    # reserves about 320 MB: Pillow's 4 bytes a pixel, and a copy to normalise it).
+    decode_budget_bytes: int = Field(384 * 1024 * 1024, gt=0)
 
     # Celery: a visibility timeout well above the longest task, so Redis does not
     # hand a running task to a second worker.

@@ -9,7 +9,11 @@ anything else is normalised to an upright 8-bit RGB PNG so workers see what user
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import io
+import threading
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -51,6 +55,78 @@ _SIGNATURES = (
 )
 
 
+class DecodeBudget:
+    """Bytes of decoded pixels that this process's concurrent uploads may hold at once.
+
+    A truncated 130 kB PNG can declare 6000x6600 pixels: Pillow allocates the whole image
+    (4 bytes a pixel) before it finds the data missing, so eight at once took the gateway past
+    its memory limit. Each decode first reserves what it may allocate (the image, and a copy
+    for normalising), waiting while others hold the budget; one larger than the whole budget
+    runs alone. A wait longer than `timeout_s` is a 503 with Retry-After.
+    """
+
+    def __init__(self, total_bytes: int, timeout_s: float = 30.0) -> None:
+        self.total, self.timeout_s = total_bytes, timeout_s
+        self.used = 0
+        self._cond = threading.Condition()
+
+    def reserve(self, nbytes: int) -> int:
+        nbytes = min(nbytes, self.total)
+        deadline = time.monotonic() + self.timeout_s
+        with self._cond:
+            while self.used + nbytes > self.total:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise Busy("the gateway is busy decoding other uploads; try again in a few seconds")
+                self._cond.wait(left)
+            self.used += nbytes
+        return nbytes
+
+    def release(self, nbytes: int) -> None:
+        with self._cond:
+            self.used -= nbytes
+            self._cond.notify_all()
+
+
+class Busy(UploadRejected):
+    def __init__(self, message: str) -> None:
+        super().__init__(503, message)
+        self.headers = {"Retry-After": "5"}
+
+
+_budget: DecodeBudget | None = None
+_budget_lock = threading.Lock()
+
+
+def decode_budget(settings: Settings) -> DecodeBudget:
+    global _budget
+    with _budget_lock:
+        if _budget is None or _budget.total != settings.decode_budget_bytes:
+            _budget = DecodeBudget(settings.decode_budget_bytes)
+        return _budget
+
+
+# Pillow allocates an image in 16 MB blocks; once glibc has freed such a block its dynamic
+# mmap threshold rises and later blocks come from the calling thread's heap arena, which keeps
+# them when freed. With 16 threads, each would keep the largest image it ever decoded. After a
+# large decode, hand the freed pages of every arena back to the system.
+_TRIM_ABOVE = 32 * 1024 * 1024
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6") if ctypes.util.find_library("c") else None
+
+
+def _return_freed_memory() -> None:
+    trim = getattr(_LIBC, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
+def _decode_cost(img: Image.Image, scale: int) -> int:
+    """What decoding (and normalising) may allocate: Pillow keeps 4 bytes a pixel for every
+    8-bit mode and for 16/32-bit ones, and normalising makes a second image."""
+    width, height = img.size
+    return (width // scale + 1) * (height // scale + 1) * 4 * 2
+
+
 def _looks_like(data: bytes) -> str | None:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WebP"
@@ -83,11 +159,25 @@ def validate_image(data: bytes, settings: Settings) -> AcceptedImage:
         raise UploadRejected(
             422, f"the image is {width}x{height}; each side must be at least {settings.min_side} pixels"
         )
+    scale = 1
     if img.format == "JPEG" and img.mode in ("RGB", "L") and img.getexif().get(0x0112, 1) in (None, 1):
         # Such a JPEG is stored as it came, so its pixels are only needed to prove the file
         # whole. libjpeg's DCT scaling decodes every block of the stream at 1/8 scale: the same
         # truncation and corruption checks as a full decode, for a fraction of the work.
         img.draft(img.mode, (max(1, width // 8), max(1, height // 8)))
+        scale = 8
+    budget = decode_budget(settings)
+    reserved = budget.reserve(_decode_cost(img, scale))
+    try:
+        return _decode(img, data, width, height)
+    finally:
+        img.close()  # frees the pixels now, not when a traceback that holds the image goes
+        if reserved >= _TRIM_ABOVE:
+            _return_freed_memory()
+        budget.release(reserved)
+
+
+def _decode(img: Image.Image, data: bytes, width: int, height: int) -> AcceptedImage:
     try:
         img.load()
     except Exception as exc:  # truncated or corrupt pixel data
