@@ -1,5 +1,5 @@
 """The real Prometheus (Debian's `prometheus`, or the copy deploy/install-tools.sh unpacks into
-.tools/bin) scrapes the running gateway and the three worker pools while a photo goes through
+.tools/bin) scrapes the running gateway and the four worker pools while a photo goes through
 the pipeline; the per-stage histograms, queue depths and job counters are read back through
 Prometheus' HTTP API, the project's alert rules load and evaluate, and every dashboard panel's
 query runs against the live data.
@@ -106,7 +106,7 @@ def by_label(result: list[dict], label: str) -> dict[str, float]:
 def test_prometheus_reads_stage_histograms_during_a_job(prometheus: str, client: httpx.Client, stack: Stack) -> None:
     def all_targets_up() -> bool:
         targets = httpx.get(f"{prometheus}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
-        return len(targets) == 4 and all(t["health"] == "up" for t in targets)
+        return len(targets) == 5 and all(t["health"] == "up" for t in targets)
 
     wait_until(all_targets_up, 60, "gateway and worker targets up")
     count_by_stage = "sum by (stage) (roadsigns_stage_seconds_count)"
@@ -136,7 +136,7 @@ def test_prometheus_reads_stage_histograms_during_a_job(prometheus: str, client:
     detect_max = float(query(prometheus, 'max(roadsigns_stage_seconds_sum{stage="detect"})')[0]["value"][1])
     assert detect_max >= job["timings_ms"]["detect_ms"] / 1000 * 0.99
 
-    assert set(by_label(query(prometheus, "roadsigns_queue_messages"), "queue")) == {"detect", "ocr", "track"}
+    assert set(by_label(query(prometheus, "roadsigns_queue_messages"), "queue")) == {"detect", "ocr", "track", "webhook"}
     assert by_label(query(prometheus, "roadsigns_jobs_finished_total"), "status").get("done", 0) >= 1
     assert {"detector", "classifier", "ocr"} <= set(by_label(query(prometheus, "roadsigns_model_info"), "model"))
     assert by_label(query(prometheus, "sum by (component) (up)"), "component") == {
@@ -144,6 +144,7 @@ def test_prometheus_reads_stage_histograms_during_a_job(prometheus: str, client:
         "detector": 1.0,
         "ocr": 1.0,
         "tracker": 1.0,
+        "webhook": 1.0,
     }
 
 
