@@ -82,3 +82,24 @@ def test_a_job_that_kills_the_detector_fails_after_three_deaths_and_the_queue_mo
     assert not any(poison.encode() in v for v in broker.hvals("unacked"))
     log = (stack.root / "detector.log").read_text(errors="replace")
     assert log.count("WorkerLostError") >= 3
+
+
+def test_a_task_killed_by_the_time_limit_fails_its_job_with_that_reason(poison_stack: Stack) -> None:
+    """A detect task that hangs (here: its process stopped with SIGSTOP mid-task, as a stuck
+    native call would be) is killed by Celery's hard time limit; the job says so, instead of
+    waiting for the reconciler to call its message lost."""
+    stack = poison_stack
+    stack.stop("detector")
+    stack.start_worker("detector", extra_env={"ROADSIGNS_TASK_TIME_LIMIT_S": "3"})
+    stack.wait_workers_ready(["detector"])
+    broker = redis.Redis.from_url(stack.broker_url)
+    with httpx.Client(base_url=stack.gateway_url, timeout=30) as client:
+        job_id = client.post("/jobs", files={"file": ("big.jpg", _large_photo(), "image/jpeg")}).json()["id"]
+        counter = deliveries.key("detect", job_id)
+        wait_until(lambda: broker.get(counter), 240, "the detect task to start", interval=0.005)
+        for child in _children(stack):
+            child.send_signal(signal.SIGSTOP)
+        job = wait_for_job(client, job_id, timeout=120)
+    assert job["status"] == "failed", job
+    assert job["error"] == "the detector took longer than its time limit (3 s) on this photo"
+    assert "Hard time limit (3" in (stack.root / "detector.log").read_text(errors="replace")
