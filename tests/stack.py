@@ -122,6 +122,7 @@ class Stack:
             "ROADSIGNS_MAX_UPLOAD_BYTES": str(8 * 1024 * 1024),
             "ROADSIGNS_MAX_PIXELS": str(30_000_000),
             "ROADSIGNS_WEBHOOK_SECRET": "test-webhook-secret",
+            "ROADSIGNS_WEBHOOK_SECRETS": "alpha:alpha-webhook-secret",  # tenant alpha signs with its own
             # The tests' webhook receivers listen on 127.0.0.1; test_webhooks.py turns this off.
             "ROADSIGNS_CALLBACK_ALLOW_PRIVATE": "true",
             "MLFLOW_DISABLE_TELEMETRY": "true",

@@ -4,8 +4,11 @@ images, crops or idempotency keys; staging and production refuse to start withou
 from __future__ import annotations
 
 import hashlib
+import hmac
 import subprocess
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import httpx
 import pytest
@@ -99,6 +102,52 @@ def test_keys_only_in_the_header_except_on_image_links(keyed: str) -> None:
         response = httpx.request(method, f"{keyed}{path}", params={"api_key": KEY_A}, files=files)
         assert response.status_code == 401, (method, path)
         assert "X-API-Key header" in response.json()["detail"]
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - the http.server API
+        self.received.append((dict(self.headers), self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_tenants_webhook_is_signed_with_its_own_secret(keyed: str) -> None:
+    """ROADSIGNS_WEBHOOK_SECRETS (tests/stack.py) gives tenant alpha a secret of its own: the
+    shared one would let one tenant forge another's callbacks. The outcome shows on the job."""
+    server = HTTPServer(("127.0.0.1", free_port()), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Receiver.received = []
+    try:
+        with _client(keyed, KEY_A) as alpha:
+            files = {"file": ("p.jpg", PHOTO, "image/jpeg")}
+            url = f"http://127.0.0.1:{server.server_port}/hook"
+            made = alpha.post("/jobs", files=files, data={"callback_url": url}).json()
+            assert made["callback"] == {"status": None, "attempts": 0}
+            wait_for_job(alpha, made["id"])
+            wait_until(lambda: _Receiver.received, 60, "the callback")
+            headers, body = _Receiver.received[0]
+            signed = headers["X-Roadsigns-Timestamp"].encode() + b"." + body
+            mac = hmac.new(b"alpha-webhook-secret", signed, hashlib.sha256).hexdigest()
+            assert headers["X-Roadsigns-Signature"] == f"sha256={mac}"
+            shared = hmac.new(b"test-webhook-secret", signed, hashlib.sha256).hexdigest()
+            assert headers["X-Roadsigns-Signature"] != f"sha256={shared}"
+
+            def delivered() -> dict | None:
+                callback = alpha.get(f"/jobs/{made['id']}").json()["callback"]
+                return callback if callback["status"] == "delivered: HTTP 200" else None
+
+            assert wait_until(delivered, 30, "the outcome on the job") == {
+                "status": "delivered: HTTP 200",
+                "attempts": 1,
+            }
+    finally:
+        server.shutdown()
 
 
 @pytest.mark.parametrize(

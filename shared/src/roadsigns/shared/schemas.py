@@ -92,6 +92,14 @@ class SignOut(SignResult):
     crop_url: str | None = None
 
 
+class CallbackOut(BaseModel):
+    """How the job's completion webhook went: "delivered: HTTP 200", "retrying: …",
+    "failed after 6 attempts: …" or "refused: …" (an address callbacks may not reach)."""
+
+    status: str | None = None  # None until the job has finished and a delivery was tried
+    attempts: int = 0
+
+
 class JobOut(BaseModel):
     id: str
     status: JobStatus
@@ -106,6 +114,7 @@ class JobOut(BaseModel):
     signs: list[SignOut] | None = None
     timings_ms: dict[str, float] | None = None
     model_versions: dict[str, str] | None = None
+    callback: CallbackOut | None = None  # only for a job submitted with a callback_url
     links: dict[str, str] = Field(default_factory=dict)
 
 

@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     # webhook_max_response_bytes of the answer, and reaches public addresses only unless
     # callback_allow_private (development; roadsigns.shared.callbacks).
     webhook_secret: str | None = None
+    # Per tenant: comma-separated `tenant:secret` entries; a tenant not named here gets webhook_secret.
+    webhook_secrets: Annotated[list[str], NoDecode] = Field(default_factory=list)
     webhook_max_attempts: int = 6
     webhook_timeout_s: float = Field(5.0, gt=0)
     webhook_max_response_bytes: int = Field(64 * 1024, gt=0)
@@ -93,7 +95,7 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list)
     metrics_port: int | None = None  # workers: serve /metrics on this port
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "webhook_secrets", mode="before")
     @classmethod
     def _split_api_keys(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -25,14 +25,24 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return f"sha256={mac.hexdigest()}"
 
 
-def payload(engine: Engine, job_id: str) -> tuple[str, bytes] | None:
-    """The callback URL and the JSON body (the job as `GET /jobs/{id}` shows it), if it has one."""
+def secret_for(tenant: str, per_tenant: list[str], default: str | None) -> str | None:
+    """The tenant's own signing secret (`ROADSIGNS_WEBHOOK_SECRETS`, tenant:secret entries), else the shared one."""
+    for entry in per_tenant:
+        name, sep, secret = entry.partition(":")
+        if sep and name == tenant and secret:
+            return secret
+    return default
+
+
+def payload(engine: Engine, job_id: str) -> tuple[str, bytes, str] | None:
+    """The callback URL, the JSON body (the job as `GET /jobs/{id}` shows it) and the job's
+    tenant, if it has a callback."""
     with session_scope(engine) as s:
         job = s.execute(select(Job).where(Job.id == job_id).options(selectinload(Job.signs))).scalar_one_or_none()
         if job is None or not job.callback_url:
             return None
         body = json.dumps(job_to_out(job).model_dump(mode="json"), separators=(",", ":")).encode()
-        return job.callback_url, body
+        return job.callback_url, body, job.tenant
 
 
 def deliver(

@@ -110,13 +110,13 @@ def webhook(self, job_id: str) -> None:  # type: ignore[no-untyped-def]
     target = webhooks.payload(engine(), job_id)
     if target is None:
         return
-    url, body = target
+    url, body, tenant = target
     attempt = self.request.retries + 1
     try:
         status = webhooks.deliver(
             url,
             body,
-            settings.webhook_secret,
+            webhooks.secret_for(tenant, settings.webhook_secrets, settings.webhook_secret),
             settings.webhook_timeout_s,
             settings.webhook_max_response_bytes,
             settings.callback_allow_private,

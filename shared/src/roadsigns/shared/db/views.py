@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from roadsigns.shared.db.models import Job
-from roadsigns.shared.schemas import JobOut, JobStatus, SignOut
+from roadsigns.shared.schemas import CallbackOut, JobOut, JobStatus, SignOut
 
 
 def job_to_out(job: Job, with_signs: bool = True) -> JobOut:
@@ -39,5 +39,8 @@ def job_to_out(job: Job, with_signs: bool = True) -> JobOut:
         signs=signs,
         timings_ms=job.timings_ms if job.status == JobStatus.DONE.value else None,
         model_versions=job.model_versions,
+        callback=CallbackOut(status=job.callback_status, attempts=job.callback_attempts or 0)
+        if job.callback_url
+        else None,
         links=links,
     )
