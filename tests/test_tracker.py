@@ -211,3 +211,42 @@ def test_open_set_migration_goes_down_and_up(engine: Engine, tmp_path: Path) -> 
     command.upgrade(cfg, "head")
     with engine.connect() as conn:
         assert conn.execute(text("SELECT class_source FROM signs")).scalars().all() == ["classifier"]
+
+
+def test_retention_deletes_old_finished_jobs_their_blobs_and_orphans(engine: Engine, tmp_path: Path) -> None:
+    """Against the real database and blob folder: what is older than the retention goes, the rest stays."""
+    import os
+    import time
+
+    from roadsigns.tracker import retention
+
+    store = BlobStore(tmp_path)
+    old_done, new_done, old_running = _job(engine), _job(engine), _job(engine, JobStatus.DETECTING)
+    for job_id in (old_done, new_done, old_running):
+        store.put(f"uploads/{job_id}.jpg", b"photo")
+    for job_id in (old_done, new_done):
+        service.finish(engine, store, _finish_request(job_id, 2))
+    with session_scope(engine) as s:
+        s.execute(update(Job).where(Job.id == old_done).values(finished_at=func.now() - timedelta(days=40)))
+        s.execute(update(Job).where(Job.id == old_running).values(created_at=func.now() - timedelta(days=40)))
+    # Blobs no job names: one old (a crash between the gateway's write and its insert), one new.
+    old_orphan, new_orphan = uuid.uuid4().hex, uuid.uuid4().hex
+    store.put(f"uploads/{old_orphan}.png", b"x")
+    store.put(f"crops/{old_orphan}/0.png", b"x")
+    store.put(f"uploads/{new_orphan}.png", b"x")
+    month_ago = time.time() - 40 * 86400
+    for key in (f"uploads/{old_orphan}.png", f"crops/{old_orphan}/0.png"):
+        os.utime(tmp_path / key, (month_ago, month_ago))
+
+    counts = retention.purge(engine, store, keep_days=30)
+
+    assert counts == {"jobs": 1, "orphan_blobs": 2}
+    with session_scope(engine) as s:
+        assert s.get(Job, old_done) is None
+        assert s.execute(select(func.count()).select_from(Sign).where(Sign.job_id == old_done)).scalar() == 0
+        assert s.get(Job, new_done) is not None and s.get(Job, old_running) is not None  # running jobs are kept
+    assert not store.exists(f"uploads/{old_done}.jpg") and not (tmp_path / "crops" / old_done).exists()
+    assert store.exists(f"uploads/{new_done}.jpg") and store.exists(f"crops/{new_done}/1.png")
+    assert store.exists(f"uploads/{old_running}.jpg")
+    assert not store.exists(f"uploads/{old_orphan}.png") and not (tmp_path / "crops" / old_orphan).exists()
+    assert store.exists(f"uploads/{new_orphan}.png")

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 _KEY = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-.]+)*$")
@@ -52,3 +54,14 @@ class BlobStore:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def delete_tree(self, key: str) -> None:
+        """A folder of blobs and all it holds (a job's crops)."""
+        shutil.rmtree(self._path(key), ignore_errors=True)
+
+    def older_than(self, prefix: str, timestamp: float) -> Iterator[str]:
+        """Keys under `prefix` last written before `timestamp` (unix seconds)."""
+        base = self._path(prefix)
+        for path in base.rglob("*") if base.is_dir() else ():
+            if path.is_file() and not path.name.startswith(".tmp-") and path.stat().st_mtime < timestamp:
+                yield path.relative_to(self.root).as_posix()

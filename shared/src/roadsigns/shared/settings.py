@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     # Poison jobs (roadsigns.shared.deliveries): a job whose detect or OCR task killed its worker
     # process this many times is failed on the next delivery, and that message dropped.
     max_deliveries: int = Field(3, ge=1)
+    # Retention (roadsigns.tracker.retention, run by beat): finished jobs older than this many
+    # days are deleted with their photo and crops, and so are blobs that no job names. None: kept.
+    retention_days: float | None = Field(None, gt=0)
+    retention_every_s: float = 3600.0
 
     # Detector
     device: str = "auto"  # auto | cpu | cuda | cuda:N

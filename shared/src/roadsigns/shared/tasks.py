@@ -29,6 +29,7 @@ class TaskName(StrEnum):
     TRACK_MLFLOW = "roadsigns.track.mlflow"
     TRACK_WEBHOOK = "roadsigns.track.webhook"
     RECONCILE = "roadsigns.track.reconcile"
+    RETENTION = "roadsigns.track.retention"
 
 
 ROUTES = {
@@ -40,6 +41,7 @@ ROUTES = {
     TaskName.TRACK_MLFLOW: Queue.TRACK,
     TaskName.TRACK_WEBHOOK: Queue.WEBHOOK,
     TaskName.RECONCILE: Queue.TRACK,
+    TaskName.RETENTION: Queue.TRACK,
 }
 
 

@@ -22,7 +22,7 @@ from roadsigns.shared.metrics import JOBS_FINISHED, SIGNS_FOUND, STAGE_SECONDS, 
 from roadsigns.shared.schemas import DetectRequest, FinishRequest, JobStatus
 from roadsigns.shared.settings import get_settings
 from roadsigns.shared.tasks import Queue, TaskName, make_celery
-from roadsigns.tracker import service, webhooks
+from roadsigns.tracker import retention, service, webhooks
 
 settings = get_settings()
 log = setup_logging("tracker")
@@ -30,6 +30,8 @@ app = make_celery("roadsigns-tracker", settings)
 app.conf.beat_schedule = {
     "reconcile": {"task": str(TaskName.RECONCILE), "schedule": settings.reconcile_every_s},
 }
+if settings.retention_days:
+    app.conf.beat_schedule["retention"] = {"task": str(TaskName.RETENTION), "schedule": settings.retention_every_s}
 _job_logger = None
 
 
@@ -153,4 +155,15 @@ def reconcile() -> dict[str, int]:
     if counts["requeued"] or counts["failed"]:
         log.warning("reconciler: %s", counts)
         JOBS_FINISHED.labels("failed").inc(counts["failed"])
+    return counts
+
+
+@app.task(name=TaskName.RETENTION)
+def purge_old_jobs() -> dict[str, int]:
+    """Delete finished jobs older than ROADSIGNS_RETENTION_DAYS, their blobs, and orphan blobs."""
+    if not settings.retention_days:
+        return {}
+    counts = retention.purge(engine(), BlobStore(settings.blob_dir), settings.retention_days)
+    if any(counts.values()):
+        log.info("retention (%s days): %s", settings.retention_days, counts)
     return counts
