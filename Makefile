@@ -45,7 +45,8 @@ dev: setup migrate ## every service as a local process against local Redis and P
 	$(DEV_ENV) $(BIN)/celery -A roadsigns.tracker.worker worker -Q track -c 2 -n tracker@%h -l INFO & \
 	$(DEV_ENV) $(BIN)/celery -A roadsigns.tracker.worker worker -Q webhook -c 2 -n webhook@%h -l INFO & \
 	$(DEV_ENV) $(BIN)/celery -A roadsigns.tracker.worker beat -s .dev/celerybeat-schedule -l INFO & \
-	FLOWER_UNAUTHENTICATED_API=true $(DEV_ENV) $(BIN)/celery -A roadsigns.tracker.worker flower --port=5555 & \
+	FLOWER_BASIC_AUTH=$${FLOWER_BASIC_AUTH:-dev:dev} $(DEV_ENV) $(BIN)/celery -A roadsigns.tracker.worker flower \
+		--address=127.0.0.1 --port=5555 & \
 	wait
 
 test: setup tools ## the whole test suite: real Postgres, Redis, Celery, Tesseract, model, Chromium, Prometheus
