@@ -136,7 +136,12 @@ def test_prometheus_reads_stage_histograms_during_a_job(prometheus: str, client:
     detect_max = float(query(prometheus, 'max(roadsigns_stage_seconds_sum{stage="detect"})')[0]["value"][1])
     assert detect_max >= job["timings_ms"]["detect_ms"] / 1000 * 0.99
 
-    assert set(by_label(query(prometheus, "roadsigns_queue_messages"), "queue")) == {"detect", "ocr", "track", "webhook"}
+    assert set(by_label(query(prometheus, "roadsigns_queue_messages"), "queue")) == {
+        "detect",
+        "ocr",
+        "track",
+        "webhook",
+    }
     assert by_label(query(prometheus, "roadsigns_jobs_finished_total"), "status").get("done", 0) >= 1
     assert {"detector", "classifier", "ocr"} <= set(by_label(query(prometheus, "roadsigns_model_info"), "model"))
     assert by_label(query(prometheus, "sum by (component) (up)"), "component") == {
