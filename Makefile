@@ -8,6 +8,9 @@ DEV_ENV := ROADSIGNS_DATABASE_URL=postgresql+psycopg2://postgres@127.0.0.1:5432/
 	ROADSIGNS_BROKER_URL=redis://127.0.0.1:6379/0 ROADSIGNS_BLOB_DIR=$(CURDIR)/.dev/blobs \
 	ROADSIGNS_MLFLOW_TRACKING_URI=http://127.0.0.1:5000 MLFLOW_DISABLE_TELEMETRY=true \
 	ROADSIGNS_CALLBACK_ALLOW_PRIVATE=true
+# As in the Dockerfile, compose and Helm: a deadline and a size limit on request heads, 503 past 200 connections.
+GATEWAY_LIMITS := --http roadsigns.gateway.protocol:HeadDeadlineH11Protocol --h11-max-incomplete-event-size 65536 \
+	--limit-concurrency 200 --timeout-keep-alive 5
 
 .PHONY: setup system-deps demo dev migrate test lint format train heldout evaluate bench soak clean tools deploy-check dashboards \
 	screenshots up up-gpu down
@@ -39,7 +42,7 @@ dev: setup migrate ## every service as a local process against local Redis and P
 	@mkdir -p .dev/blobs .dev/metrics; trap 'kill 0' EXIT; \
 	$(BIN)/mlflow server --host 127.0.0.1 --port 5000 --workers 1 \
 		--backend-store-uri sqlite:///$(CURDIR)/.dev/mlflow.db --default-artifact-root $(CURDIR)/.dev/mlartifacts & \
-	$(DEV_ENV) $(BIN)/uvicorn --factory roadsigns.gateway.app:create_app --host 127.0.0.1 --port 8000 & \
+	$(DEV_ENV) $(BIN)/uvicorn --factory roadsigns.gateway.app:create_app --host 127.0.0.1 --port 8000 $(GATEWAY_LIMITS) & \
 	$(DEV_ENV) $(BIN)/celery -A roadsigns.detector.worker worker -Q detect -c 1 -n detector@%h -l INFO & \
 	$(DEV_ENV) $(BIN)/celery -A roadsigns.ocr.worker worker -Q ocr -c 2 -n ocr@%h -l INFO & \
 	$(DEV_ENV) $(BIN)/celery -A roadsigns.tracker.worker worker -Q track -c 2 -n tracker@%h -l INFO & \

@@ -72,7 +72,22 @@ def claim_redis_db() -> int:
     raise RuntimeError("all Redis databases 1-15 are claimed by other test sessions")
 
 
-def gateway_command(port: int, workers: int = 1) -> list[str]:
+def gateway_limits(limit_concurrency: int = 200) -> list[str]:
+    """The flags every place that starts the gateway passes (Makefile, Dockerfile, compose, Helm):
+    a deadline and a size limit on request heads, and 503 past this many connections per worker."""
+    return [
+        "--http",
+        "roadsigns.gateway.protocol:HeadDeadlineH11Protocol",
+        "--h11-max-incomplete-event-size",
+        "65536",
+        "--limit-concurrency",
+        str(limit_concurrency),
+        "--timeout-keep-alive",
+        "5",
+    ]
+
+
+def gateway_command(port: int, workers: int = 1, limit_concurrency: int = 200) -> list[str]:
     return [
         str(BIN / "uvicorn"),
         "--factory",
@@ -83,6 +98,7 @@ def gateway_command(port: int, workers: int = 1) -> list[str]:
         str(port),
         "--workers",
         str(workers),
+        *gateway_limits(limit_concurrency),
     ]
 
 
@@ -265,11 +281,14 @@ class Stack:
 
 
 @contextmanager
-def extra_gateway(stack: Stack, **env: str) -> Iterator[tuple[str, int]]:
+def extra_gateway(stack: Stack, limit_concurrency: int = 200, **env: str) -> Iterator[tuple[str, int]]:
     """A second gateway over the stack's database and queues, with settings of its own: its URL and pid."""
     port = free_port()
     proc = subprocess.Popen(
-        gateway_command(port), env={**stack.env, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        gateway_command(port, limit_concurrency=limit_concurrency),
+        env={**stack.env, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     try:

@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     # "10/second"); empty: no limit. Past it: 429 with Retry-After.
     rate_limit: str = ""
     predict_timeout_s: float = 60.0
+    # A request's head (line and headers) must arrive whole within this many seconds of the
+    # connection opening or the previous response (roadsigns.gateway.protocol).
+    header_timeout_s: float = Field(10.0, gt=0)
     cors_origins: list[str] = Field(default_factory=list)
     metrics_port: int | None = None  # workers: serve /metrics on this port
 
