@@ -17,6 +17,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, make_asgi_app, multip
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from roadsigns.gateway import openapi
 from roadsigns.gateway.deps import Services
 from roadsigns.gateway.keys import KeyConfigError, KeyRing
 from roadsigns.gateway.metrics import MetricsMiddleware
@@ -100,7 +101,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         description="Finds traffic signs in photos, names their class and reads their text.",
+        generate_unique_id_function=openapi.operation_id,  # create_job, get_job, list_jobs, ...
     )
+    openapi.install(app)
     app.add_middleware(MetricsMiddleware)
     if settings.cors_origins:
         app.add_middleware(
