@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
-PACKAGES := -e shared -e services/gateway -e services/detector -e services/ocr -e services/tracker -e services/cli -e training
+PACKAGES := -e shared -e services/gateway -e services/detector -e services/ocr -e services/tracker -e services/cli -e sdk -e training
 DEV_ENV := ROADSIGNS_DATABASE_URL=postgresql+psycopg2://postgres@127.0.0.1:5432/roadsigns \
 	ROADSIGNS_BROKER_URL=redis://127.0.0.1:6379/0 ROADSIGNS_BLOB_DIR=$(CURDIR)/.dev/blobs \
 	ROADSIGNS_MLFLOW_TRACKING_URI=http://127.0.0.1:5000 MLFLOW_DISABLE_TELEMETRY=true \
@@ -15,7 +15,7 @@ GATEWAY_LIMITS := --http roadsigns.gateway.protocol:HeadDeadlineH11Protocol --h1
 .PHONY: setup system-deps demo dev migrate test lint format train heldout evaluate bench soak clean tools deploy-check dashboards \
 	screenshots up up-gpu down
 
-$(VENV)/.installed: requirements-dev.txt shared/pyproject.toml services/*/pyproject.toml training/pyproject.toml
+$(VENV)/.installed: requirements-dev.txt shared/pyproject.toml services/*/pyproject.toml sdk/pyproject.toml training/pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt

@@ -1,0 +1,74 @@
+"""What the sync and the async client share: settings, uploads, retry and poll timing."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from roadsigns.sdk import __version__
+
+RETRY_STATUSES = (429, 503)  # both mean "later": a rate limit, or a dependency briefly down
+Upload = str | Path | bytes
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Up to `attempts` tries on 429/503, waiting what Retry-After says (capped), else backing off."""
+
+    attempts: int = 5
+    backoff_s: float = 0.5
+    max_wait_s: float = 30.0
+
+    def delay(self, response: httpx.Response, attempt: int) -> float:
+        header = response.headers.get("Retry-After")
+        wait: float | None = None
+        if header:
+            try:
+                wait = float(header)
+            except ValueError:
+                try:
+                    import time
+
+                    wait = parsedate_to_datetime(header).timestamp() - time.time()
+                except (TypeError, ValueError):
+                    wait = None
+        if wait is None:
+            wait = self.backoff_s * 2**attempt
+        return min(max(wait, 0.0), self.max_wait_s)
+
+
+def client_kwargs(base_url: str, api_key: str | None, timeout: float) -> dict[str, Any]:
+    headers = {"User-Agent": f"roadsigns-sdk/{__version__}"}
+    if api_key:
+        headers["X-API-Key"] = api_key
+    return {"base_url": base_url.rstrip("/"), "headers": headers, "timeout": timeout}
+
+
+def upload_parts(
+    upload: Upload, callback_url: str | None, idempotency_key: str | None, filename: str | None
+) -> dict[str, Any]:
+    """The multipart body and headers of `POST /jobs`. Without an idempotency key one is made,
+    so the SDK's own retries after a 503 can never create the job twice."""
+    if isinstance(upload, bytes):
+        data, name = upload, filename or "upload"
+    else:
+        path = Path(upload)
+        data, name = path.read_bytes(), filename or path.name
+    return {
+        "files": {"file": (name, data, "application/octet-stream")},
+        "data": {"callback_url": callback_url} if callback_url else None,
+        "headers": {"Idempotency-Key": idempotency_key or uuid.uuid4().hex},
+    }
+
+
+def poll_delays(first: float = 0.2, factor: float = 1.5, cap: float = 2.0):  # type: ignore[no-untyped-def]
+    """0.2, 0.3, 0.45, ... capped at 2 s: quick answers for quick jobs, few requests for slow ones."""
+    delay = first
+    while True:
+        yield delay
+        delay = min(delay * factor, cap)

@@ -1,0 +1,72 @@
+"""The API's response bodies. They mirror the gateway's schemas in `/openapi.json`
+(tests/test_sdk.py checks that they stay in step); unknown fields are ignored, so a newer
+server does not break an older client."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    DETECTING = "detecting"
+    READING = "reading"
+    DONE = "done"
+    FAILED = "failed"
+
+
+TERMINAL = frozenset({JobStatus.DONE, JobStatus.FAILED})
+
+
+class Sign(BaseModel):
+    bbox: list[float]  # x1, y1, x2, y2 in pixels of the upright image
+    class_id: int | None  # None: not one of the 43 classes
+    class_name: str
+    category: str
+    confidence: float
+    text: str
+    text_confidence: float
+    text_matches_class: bool | None = None
+    class_source: str = "classifier"
+    crop_url: str | None = None
+
+
+class Callback(BaseModel):
+    status: str | None = None
+    attempts: int = 0
+
+
+class Job(BaseModel):
+    id: str
+    status: JobStatus
+    filename: str | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+    image_width: int | None = None
+    image_height: int | None = None
+    attempts: int
+    error: str | None = None
+    signs: list[Sign] | None = None
+    timings_ms: dict[str, float] | None = None
+    model_versions: dict[str, str] | None = None
+    callback: Callback | None = None
+    links: dict[str, str] = {}
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL
+
+
+class JobPage(BaseModel):
+    items: list[Job]
+    total: int
+    limit: int
+    offset: int
+
+
+# SDK model -> the gateway's schema name in /openapi.json
+SCHEMAS: dict[type[BaseModel], str] = {Sign: "SignOut", Callback: "CallbackOut", Job: "JobOut", JobPage: "JobPage"}
