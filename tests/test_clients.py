@@ -4,6 +4,7 @@ from it by openapi-python-client, the SDK (roadsigns.sdk), its webhook check, an
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import os
@@ -19,10 +20,10 @@ import httpx
 import pytest
 from openapi_spec_validator import validate
 
-from roadsigns.sdk import Client, ClientError, NotFound, Retry, verify_webhook
+from roadsigns.sdk import AsyncClient, Client, ClientError, Job, NotFound, Retry, verify_webhook
 from roadsigns.sdk.models import SCHEMAS
 from roadsigns.sdk.webhooks import WebhookError, sign
-from tests.conftest import PHOTOS
+from tests.conftest import PHOTOS, iou
 from tests.stack import BIN, Stack
 
 PHOTO = PHOTOS / "00121.jpg"  # a photo with signs the model finds
@@ -167,6 +168,21 @@ def test_sdk_analyze_yields_every_photo(sdk: Client) -> None:
     assert all(job.status == "done" for job in got.values())
 
 
+def test_async_client_submits_and_waits(stack: Stack) -> None:
+    async def run() -> tuple[list[Job], list[Path]]:
+        async with AsyncClient(stack.gateway_url) as rs:
+            one = await rs.wait((await rs.submit(PHOTO.read_bytes(), filename=PHOTO.name)).id, timeout=240)
+            photos = sorted(PHOTOS.glob("*.jpg"))[:2]
+            done = [job async for _, job in rs.analyze(photos, timeout=300)]
+            listed = [job async for job in rs.iter_jobs(page_size=2)]
+            assert one.id in {j.id for j in listed}
+            return [one, *done], photos
+
+    jobs, photos = asyncio.run(run())
+    assert len(jobs) == 1 + len(photos)
+    assert all(job.status == "done" for job in jobs)
+
+
 # -- webhooks ----------------------------------------------------------------------------------
 
 
@@ -205,3 +221,31 @@ def test_a_completion_webhook_verifies_in_one_call(sdk: Client) -> None:
     stale = {"X-Roadsigns-Timestamp": old, "X-Roadsigns-Signature": sign("test-webhook-secret", old, body)}
     with pytest.raises(WebhookError, match="timestamp"):
         verify_webhook(body, stale, "test-webhook-secret")
+
+
+# -- roadsigns submit --------------------------------------------------------------------------
+
+
+def test_roadsigns_submit_finds_what_analyze_finds(stack: Stack, tmp_path: Path) -> None:
+    photos = [str(p) for p in sorted(PHOTOS.glob("*.jpg"))]
+    env = {k: v for k, v in stack.env.items() if k != "ROADSIGNS_MLFLOW_TRACKING_URI"}
+    for command in ("submit", "analyze"):
+        extra = ["--url", stack.gateway_url] if command == "submit" else []
+        subprocess.run(
+            [str(BIN / "roadsigns"), command, *photos, "-o", str(tmp_path / f"{command}.json"), "--quiet", *extra],
+            env=env,
+            check=True,
+            timeout=600,
+        )
+    submitted = json.loads((tmp_path / "submit.json").read_text())
+    analyzed = json.loads((tmp_path / "analyze.json").read_text())
+    assert [r["file"] for r in submitted] == [r["file"] for r in analyzed] == photos
+    assert sum(len(r["signs"]) for r in submitted) > 0
+    for remote, local in zip(submitted, analyzed, strict=True):
+        assert set(remote) == set(local)
+        assert remote["image_size"] == local["image_size"]
+        assert len(remote["signs"]) == len(local["signs"]), remote["file"]
+        for r, a in zip(remote["signs"], local["signs"], strict=True):
+            assert set(r) == set(a)
+            assert r["class_id"] == a["class_id"], remote["file"]
+            assert iou(r["bbox"], a["bbox"]) > 0.99, (remote["file"], r["bbox"], a["bbox"])

@@ -1,4 +1,4 @@
-"""`roadsigns analyze PATH...` and `roadsigns evaluate detection|classification`."""
+"""`roadsigns analyze PATH...`, `roadsigns submit PATH... --url URL`, `roadsigns evaluate detection|classification`."""
 
 from __future__ import annotations
 
@@ -51,6 +51,52 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             import cv2
 
             cv2.imwrite(str(args.annotate / f"{path.stem}.jpg"), annotate(data, analysis.signs))
+    text = json.dumps(results, indent=2)
+    if args.output:
+        args.output.write_text(text + "\n")
+    else:
+        print(text)
+    return 1 if any("error" in r for r in results) else 0
+
+
+def job_as_analysis(job) -> dict:  # type: ignore[no-untyped-def]
+    """A finished job in the shape `roadsigns analyze` writes for one photo."""
+    if job.status != "done":
+        return {"error": job.error or f"job {job.id} {job.status}"}
+    return {
+        "signs": [s.model_dump(mode="json", exclude={"crop_url"}) for s in job.signs or []],
+        "timings_ms": {k: round(v, 1) for k, v in (job.timings_ms or {}).items()},
+        "model_versions": job.model_versions or {},
+        "image_size": [job.image_width, job.image_height],
+    }
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from roadsigns.cli.pipeline import collect_images
+    from roadsigns.sdk import Client, RoadsignsError, TransportError
+
+    try:
+        images = collect_images(args.paths)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    if not images:
+        raise UsageError("no images found in the given paths")
+    found: dict[Path, dict] = {}
+    try:
+        with (
+            Client(args.url, api_key=args.api_key) as client,
+            tqdm(total=len(images), desc="submit", unit="img", file=sys.stderr, disable=args.quiet) as bar,
+        ):
+            for path, job in client.analyze(images, timeout=args.timeout):
+                found[Path(path)] = job_as_analysis(job)
+                bar.update()
+    except TransportError as exc:
+        raise UsageError(str(exc)) from None
+    except RoadsignsError as exc:  # the server refused a photo, or a wait ran out
+        raise UsageError(f"{args.url}: {exc}") from None
+    results = [{"file": str(p), **found[p]} for p in images]
     text = json.dumps(results, indent=2)
     if args.output:
         args.output.write_text(text + "\n")
@@ -156,6 +202,15 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--annotate", type=Path, metavar="DIR", help="also write annotated images into DIR")
     common(a)
     a.set_defaults(func=cmd_analyze)
+
+    s = sub.add_parser("submit", help="send photos to a running gateway; the same JSON as analyze")
+    s.add_argument("paths", nargs="+", type=Path)
+    s.add_argument("--url", required=True, help="the gateway, e.g. http://localhost:8000")
+    s.add_argument("--api-key", help="an API key of the deployment (X-API-Key)")
+    s.add_argument("--output", "-o", type=Path, help="write the JSON here instead of stdout")
+    s.add_argument("--timeout", type=float, default=600, help="seconds to wait for all results (default 600)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_submit)
 
     e = sub.add_parser("evaluate", help="measure accuracy on labelled data")
     esub = e.add_subparsers(dest="what", required=True)
