@@ -249,3 +249,25 @@ def test_roadsigns_submit_finds_what_analyze_finds(stack: Stack, tmp_path: Path)
             assert set(r) == set(a)
             assert r["class_id"] == a["class_id"], remote["file"]
             assert iou(r["bbox"], a["bbox"]) > 0.99, (remote["file"], r["bbox"], a["bbox"])
+
+
+def test_roadsigns_submit_reports_a_refused_file_and_goes_on(stack: Stack, tmp_path: Path) -> None:
+    note = tmp_path / "note.png"
+    note.write_text("not a photo")
+    run = subprocess.run(
+        [str(BIN / "roadsigns"), "submit", str(note), str(PHOTO), "--url", stack.gateway_url, "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 1, run.stderr
+    refused, done = json.loads(run.stdout)
+    assert refused["file"] == str(note) and "error" in refused and "signs" not in refused
+    assert done["file"] == str(PHOTO) and done["signs"]
+    down = subprocess.run(
+        [str(BIN / "roadsigns"), "submit", str(PHOTO), "--url", "http://127.0.0.1:9", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert down.returncode == 2 and "roadsigns: error:" in down.stderr and "Traceback" not in down.stderr

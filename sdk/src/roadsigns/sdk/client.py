@@ -85,18 +85,24 @@ class Client:
 
     def analyze(self, uploads: Iterable[Upload], timeout: float = 600.0) -> Iterator[tuple[Upload, Job]]:
         """Submit every photo, then yield (photo, finished job) in the order they finish."""
-        pending = {self.submit(u).id: u for u in uploads}
+        submitted = {self.submit(u).id: u for u in uploads}
+        for job in self.as_finished(submitted, timeout):
+            yield submitted[job.id], job
+
+    def as_finished(self, job_ids: Iterable[str], timeout: float = 600.0) -> Iterator[Job]:
+        """Yield each job once it is done or failed, in the order they finish, polling all with one backoff."""
+        pending = list(dict.fromkeys(job_ids))
         deadline = time.monotonic() + timeout
         for delay in poll_delays():
             for job_id in list(pending):
                 job = self.get_job(job_id)
                 if job.finished:
-                    yield pending.pop(job_id), job
+                    pending.remove(job_id)
+                    yield job
             if not pending:
                 return
             if time.monotonic() + delay > deadline:
-                job_id = next(iter(pending))
-                raise WaitTimeout(job_id, timeout, self.get_job(job_id).status)
+                raise WaitTimeout(pending[0], timeout, self.get_job(pending[0]).status)
             time.sleep(delay)
 
     def list_jobs(self, limit: int = 20, offset: int = 0, status: JobStatus | str | None = None) -> JobPage:

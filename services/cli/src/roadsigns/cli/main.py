@@ -75,7 +75,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from roadsigns.cli.pipeline import collect_images
-    from roadsigns.sdk import Client, RoadsignsError, TransportError
+    from roadsigns.sdk import AuthenticationError, Client, ClientError, RateLimited, RoadsignsError, TransportError
 
     try:
         images = collect_images(args.paths)
@@ -89,12 +89,21 @@ def cmd_submit(args: argparse.Namespace) -> int:
             Client(args.url, api_key=args.api_key) as client,
             tqdm(total=len(images), desc="submit", unit="img", file=sys.stderr, disable=args.quiet) as bar,
         ):
-            for path, job in client.analyze(images, timeout=args.timeout):
-                found[Path(path)] = job_as_analysis(job)
+            submitted: dict[str, Path] = {}
+            for path in images:
+                try:
+                    submitted[client.submit(path).id] = path
+                except (AuthenticationError, RateLimited):
+                    raise
+                except ClientError as exc:  # a photo the gateway refuses: report it, keep going, as analyze does
+                    found[path] = {"error": exc.message}
+                    bar.update()
+            for job in client.as_finished(submitted, timeout=args.timeout):
+                found[submitted[job.id]] = job_as_analysis(job)
                 bar.update()
     except TransportError as exc:
         raise UsageError(str(exc)) from None
-    except RoadsignsError as exc:  # the server refused a photo, or a wait ran out
+    except RoadsignsError as exc:  # refused for every photo (a bad key, a rate limit), or a wait ran out
         raise UsageError(f"{args.url}: {exc}") from None
     results = [{"file": str(p), **found[p]} for p in images]
     text = json.dumps(results, indent=2)
