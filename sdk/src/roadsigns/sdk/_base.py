@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -32,8 +34,6 @@ class Retry:
                 wait = float(header)
             except ValueError:
                 try:
-                    import time
-
                     wait = parsedate_to_datetime(header).timestamp() - time.time()
                 except (TypeError, ValueError):
                     wait = None
@@ -66,7 +66,7 @@ def upload_parts(
     }
 
 
-def poll_delays(first: float = 0.2, factor: float = 1.5, cap: float = 2.0):  # type: ignore[no-untyped-def]
+def poll_delays(first: float = 0.2, factor: float = 1.5, cap: float = 2.0) -> Iterator[float]:
     """0.2, 0.3, 0.45, ... capped at 2 s: quick answers for quick jobs, few requests for slow ones."""
     delay = first
     while True:
