@@ -27,6 +27,13 @@ class Error(BaseModel):
     detail: str
 
 
+class Readiness(BaseModel):
+    """`GET /ready`: "ready" (200) or "not ready" (503), and what each dependency answered."""
+
+    status: str
+    checks: dict[str, str]
+
+
 def operation_id(route: APIRoute) -> str:
     return route.name
 
@@ -77,6 +84,11 @@ def _document_errors(schema: dict[str, Any]) -> None:
                 responses["200"]["content"] = {t: {"schema": dict(BINARY)} for t in types}
                 responses.setdefault("404", {"description": "no such job, or no such sign"})
                 responses.setdefault("410", {"description": "no longer stored (retention)"})
+            if op.get("operationId") == "ready":
+                ready = {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}}
+                responses["200"]["content"] = ready
+                responses["503"] = {"description": "Postgres or the broker does not answer", "content": ready}
+                continue
             if op.get("operationId") == "get_job":
                 responses.setdefault("404", {"description": "no such job"})
             if op.get("operationId") == "predict":
@@ -95,6 +107,7 @@ def _document_errors(schema: dict[str, Any]) -> None:
     for unused in ("HTTPValidationError", "ValidationError"):
         components.pop(unused, None)
     components["Error"] = Error.model_json_schema()
+    components["Readiness"] = Readiness.model_json_schema()
 
 
 def install(app: FastAPI) -> None:
