@@ -72,6 +72,9 @@ def claim_redis_db() -> int:
     raise RuntimeError("all Redis databases 1-15 are claimed by other test sessions")
 
 
+LINK_SECRET = "test-link-secret"
+
+
 def gateway_limits(limit_concurrency: int = 200) -> list[str]:
     """The flags every place that starts the gateway passes (Makefile, Dockerfile, compose, Helm):
     a deadline and a size limit on request heads, and 503 past this many connections per worker."""
@@ -138,6 +141,7 @@ class Stack:
             "ROADSIGNS_MAX_UPLOAD_BYTES": str(8 * 1024 * 1024),
             "ROADSIGNS_MAX_PIXELS": str(30_000_000),
             "ROADSIGNS_WEBHOOK_SECRET": "test-webhook-secret",
+            "ROADSIGNS_LINK_SECRET": LINK_SECRET,  # one for every gateway process, as in production
             "ROADSIGNS_WEBHOOK_SECRETS": "alpha:alpha-webhook-secret",  # tenant alpha signs with its own
             # The tests' webhook receivers listen on 127.0.0.1; test_webhooks.py turns this off.
             "ROADSIGNS_CALLBACK_ALLOW_PRIVATE": "true",

@@ -206,5 +206,6 @@ def test_the_gateway_never_starts_without_api_keys(env: str) -> None:
     """The Secret's api-keys key is not optional in any shipped environment."""
     docs = render(*([] if env == "default" else ["-f", str(CHART / f"values-{env}.yaml")]))
     gateway = container(find(docs, "Deployment", "roadsigns-gateway"))
-    keys = next(e for e in gateway["env"] if e["name"] == "ROADSIGNS_API_KEYS")
-    assert keys["valueFrom"]["secretKeyRef"]["optional"] is False
+    for name in ("ROADSIGNS_API_KEYS", "ROADSIGNS_LINK_SECRET"):  # the link secret signs image links
+        entry = next(e for e in gateway["env"] if e["name"] == name)
+        assert entry["valueFrom"]["secretKeyRef"]["optional"] is False, name

@@ -7,14 +7,16 @@ import hashlib
 import hmac
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
 from tests.conftest import PHOTOS, wait_for_job
-from tests.stack import Stack, free_port, gateway_command, wait_until
+from tests.stack import LINK_SECRET, Stack, extra_gateway, free_port, gateway_command, wait_until
 
 PHOTO = (PHOTOS / "00330.jpg").read_bytes()
 OTHER = (PHOTOS / "00121.jpg").read_bytes()
@@ -58,19 +60,19 @@ def test_two_tenants_cannot_see_each_other(keyed: str, client: httpx.Client) -> 
         job_id = made.json()["id"]
         job = wait_for_job(alpha, job_id)
         assert job["status"] == "done" and job["signs"], job
-        crop = job["signs"][0]["crop_url"]
+        crop = job["signs"][0]["crop_url"].split("?")[0]
 
-        # The owner reads everything; the image link takes the key in the URL (an <img> sends no header).
+        # The owner reads everything with the header; the job's signed links open without a key.
         assert alpha.get(f"/jobs/{job_id}/image").status_code == 200
-        assert httpx.get(f"{keyed}/jobs/{job_id}/image", params={"api_key": KEY_A}).status_code == 200
-        assert httpx.get(f"{keyed}{crop}", params={"api_key": KEY_A}).status_code == 200
+        assert alpha.get(crop).status_code == 200
+        assert httpx.get(f"{keyed}{job['links']['image']}").status_code == 200
+        assert httpx.get(f"{keyed}{job['signs'][0]['crop_url']}").status_code == 200
 
         # The other tenant: every route answers as for a job that never existed.
         for path in (f"/jobs/{job_id}", f"/jobs/{job_id}/image", crop):
             response = beta.get(path)
             assert response.status_code == 404, (path, response.status_code)
             assert response.json() == {"detail": f"no job with id {job_id!r}"}
-        assert httpx.get(f"{keyed}{crop}", params={"api_key": KEY_B}).status_code == 404
         listed = beta.get("/jobs", params={"limit": 100}).json()
         assert job_id not in [j["id"] for j in listed["items"]]
 
@@ -91,17 +93,67 @@ def test_two_tenants_cannot_see_each_other(keyed: str, client: httpx.Client) -> 
     assert client.get(f"/jobs/{job_id}").status_code == 404
 
 
-def test_keys_only_in_the_header_except_on_image_links(keyed: str) -> None:
+def test_keys_only_in_the_header(keyed: str) -> None:
     files = {"file": ("p.jpg", PHOTO, "image/jpeg")}
     assert httpx.post(f"{keyed}/jobs", files=files).status_code == 401
     assert httpx.post(f"{keyed}/jobs", files=files, headers={"X-API-Key": KEY_A + "x"}).status_code == 403
     # A hash is not a key: the configured digest itself does not open tenant beta.
     digest = hashlib.sha256(KEY_B.encode()).hexdigest()
     assert httpx.get(f"{keyed}/jobs", headers={"X-API-Key": f"sha256:{digest}"}).status_code == 403
-    for method, path in (("POST", "/jobs"), ("GET", "/jobs"), ("GET", "/jobs/x"), ("POST", "/predict")):
+    paths = ("/jobs", "/jobs/x", "/jobs/x/image", "/jobs/x/signs/0/crop")
+    for method, path in [("POST", "/jobs"), ("POST", "/predict"), *(("GET", p) for p in paths)]:
         response = httpx.request(method, f"{keyed}{path}", params={"api_key": KEY_A}, files=files)
         assert response.status_code == 401, (method, path)
         assert "X-API-Key header" in response.json()["detail"]
+
+
+def _signed(tenant: str, path: str, expires: int) -> str:
+    """A link signed as roadsigns.gateway.links does, with the test stack's ROADSIGNS_LINK_SECRET."""
+    sig = hmac.new(LINK_SECRET.encode(), f"{tenant}\n{path}\n{expires}".encode(), hashlib.sha256).hexdigest()
+    return f"{path}?expires={expires}&sig={sig}"
+
+
+def test_signed_links_open_one_picture_of_one_tenant(keyed: str) -> None:
+    """The job's image link carries no key; changing its path, job, expiry or signature, or
+    signing it for another tenant, gives 403; so does a correctly signed link past its expiry."""
+    with _client(keyed, KEY_A) as alpha, _client(keyed, KEY_B) as beta:
+        mine = _post(alpha, PHOTO, "links-1").json()["id"]
+        theirs = _post(beta, OTHER, "links-1").json()["id"]
+        link = alpha.get(f"/jobs/{mine}").json()["links"]["image"]
+        assert "api_key" not in link and KEY_A not in link
+        assert [j["links"]["image"] for j in alpha.get("/jobs").json()["items"] if j["id"] == mine] == [link]
+        opened = httpx.get(f"{keyed}{link}")
+        assert opened.status_code == 200 and opened.headers["content-type"].startswith("image/")
+
+        path, query = link.split("?")
+        expires, sig = int(parse_qs(query)["expires"][0]), parse_qs(query)["sig"][0]
+        assert time.time() + 60 < expires <= time.time() + 2 * 900  # ROADSIGNS_LINK_TTL_S: 15 min
+        other_sig = sig[:-1] + ("1" if sig[-1] == "0" else "0")
+        refused = [
+            f"/jobs/{theirs}/image?{query}",  # the signature on another tenant's job
+            f"/jobs/{mine}/signs/0/crop?{query}",  # on another path
+            f"{path}?expires={expires + 300}&sig={sig}",  # a later expiry
+            f"{path}?expires={expires}&sig={other_sig}",
+            f"{path}?expires={expires}",
+            _signed("beta", path, expires),  # signed for tenant beta: does not open alpha's job
+            _signed("alpha", path, int(time.time()) - 1),  # expired
+        ]
+        for bad in refused:
+            response = httpx.get(f"{keyed}{bad}")
+            assert response.status_code == 403, (bad, response.status_code)
+        assert httpx.get(f"{keyed}{_signed('alpha', path, int(time.time()) + 60)}").status_code == 200
+        assert urlsplit(beta.get(f"/jobs/{theirs}").json()["links"]["image"]).path == f"/jobs/{theirs}/image"
+
+
+def test_a_signed_link_works_until_it_expires(stack: Stack) -> None:
+    with extra_gateway(stack, ROADSIGNS_API_KEYS=KEYS, ROADSIGNS_LINK_TTL_S="2") as (base, _pid):
+        with _client(base, KEY_A) as alpha:
+            job_id = _post(alpha, PHOTO, "expiring-1").json()["id"]
+            link = alpha.get(f"/jobs/{job_id}").json()["links"]["image"]
+        expires = int(parse_qs(urlsplit(link).query)["expires"][0])
+        assert httpx.get(f"{base}{link}").status_code == 200
+        time.sleep(max(0.0, expires - time.time()) + 1.5)
+        assert httpx.get(f"{base}{link}").status_code == 403
 
 
 class _Receiver(BaseHTTPRequestHandler):
@@ -151,18 +203,21 @@ def test_a_tenants_webhook_is_signed_with_its_own_secret(keyed: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("environment", "keys", "message"),
+    ("environment", "keys", "link_secret", "message"),
     [
-        ("production", None, "ROADSIGNS_ENVIRONMENT=production needs ROADSIGNS_API_KEYS"),
-        ("staging", "", "ROADSIGNS_ENVIRONMENT=staging needs ROADSIGNS_API_KEYS"),
-        ("production", "alpha:sha256:1234", "entry 1: sha256: must be followed by 64 hex digits"),
+        ("production", None, True, "ROADSIGNS_ENVIRONMENT=production needs ROADSIGNS_API_KEYS"),
+        ("staging", "", True, "ROADSIGNS_ENVIRONMENT=staging needs ROADSIGNS_API_KEYS"),
+        ("production", "alpha:sha256:1234", True, "entry 1: sha256: must be followed by 64 hex digits"),
+        ("production", KEYS, False, "ROADSIGNS_ENVIRONMENT=production needs ROADSIGNS_LINK_SECRET"),
     ],
 )
 def test_staging_and_production_refuse_to_start_without_keys(
-    stack: Stack, environment: str, keys: str | None, message: str
+    stack: Stack, environment: str, keys: str | None, link_secret: bool, message: str
 ) -> None:
     env = {**stack.env, "ROADSIGNS_ENVIRONMENT": environment}
     env.pop("ROADSIGNS_API_KEYS", None)
+    if not link_secret:
+        env.pop("ROADSIGNS_LINK_SECRET")
     if keys is not None:
         env["ROADSIGNS_API_KEYS"] = keys
     done = subprocess.run(gateway_command(free_port()), env=env, capture_output=True, text=True, timeout=60)

@@ -136,6 +136,11 @@ def assert_drawn_as_the_api_says(card: Locator, job: dict) -> None:
     signs = job["signs"]
     photo = card.locator("img.photo-img")
     assert photo.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [job["image_width"], job["image_height"]]
+    # Pictures load through the job's signed links: no API key in any URL on the page.
+    src = photo.get_attribute("src") or ""
+    assert src.startswith(f"/jobs/{job['id']}/image?expires=") and "&sig=" in src, src
+    urls = card.evaluate("card => [...card.querySelectorAll('img, a')].map(e => e.src || e.href)")
+    assert not [u for u in urls if "api_key" in u], urls
     boxes = card.locator(".boxes .box")
     expect(boxes).to_have_count(len(signs))
     # All rectangles in one go, so that no scrolling can happen between two measurements.
@@ -195,7 +200,8 @@ def assert_drawn_as_the_api_says(card: Locator, job: dict) -> None:
         expect(item).to_contain_text(sign["category"])
         if sign["crop_url"]:
             crop = item.locator("img.crop")
-            assert crop.get_attribute("src") == sign["crop_url"]
+            # The same signed link as the API's (expiries are rounded, so both agree for minutes).
+            assert crop.get_attribute("src") == sign["crop_url"] and "sig=" in sign["crop_url"]
             assert crop.evaluate("i => i.naturalWidth") > 0
         if sign["text"]:
             expect(item.locator(".sign-text q")).to_have_text(sign["text"])

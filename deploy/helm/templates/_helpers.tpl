@@ -65,7 +65,7 @@ helm.sh/chart: {{ printf "%s-%s" .ctx.Chart.Name .ctx.Chart.Version }}
 {{- end }}
 {{- range $name, $key := .values.secretEnv }}
 - name: {{ $name }}
-  valueFrom: {secretKeyRef: {name: {{ $v.existingSecret }}, key: {{ $key }}, optional: {{ not (and (eq $name "ROADSIGNS_API_KEYS") $v.apiKeysRequired) }}}}
+  valueFrom: {secretKeyRef: {name: {{ $v.existingSecret }}, key: {{ $key }}, optional: {{ not (and (has $name (list "ROADSIGNS_API_KEYS" "ROADSIGNS_LINK_SECRET")) $v.apiKeysRequired) }}}}
 {{- end }}
 {{- range $name, $value := merge (dict) .values.env $v.config.env }}
 - name: {{ $name }}

@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     # "10/second"); empty: no limit. Past it: 429 with Retry-After.
     rate_limit: str = ""
     predict_timeout_s: float = 60.0
+    # Signs the image and crop links in a job's JSON (roadsigns.gateway.links), which carry no
+    # API key. Required in staging and production; unset in development, a random one per process.
+    link_secret: str | None = None
+    link_ttl_s: int = Field(900, gt=0)
     # A request's head (line and headers) must arrive whole within this many seconds of the
     # connection opening or the previous response (roadsigns.gateway.protocol).
     header_timeout_s: float = Field(10.0, gt=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -20,6 +21,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from roadsigns.gateway import openapi
 from roadsigns.gateway.deps import Services
 from roadsigns.gateway.keys import KeyConfigError, KeyRing
+from roadsigns.gateway.links import LinkSigner
 from roadsigns.gateway.metrics import MetricsMiddleware
 from roadsigns.gateway.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from roadsigns.gateway.queue_metrics import register_queue_metrics
@@ -74,10 +76,24 @@ def key_ring(settings: Settings) -> KeyRing:
     return ring
 
 
+def link_signer(settings: Settings) -> LinkSigner:
+    """Signs image and crop links; outside development the secret must be set, so that every
+    replica and worker process accepts the links the others made."""
+    if settings.link_secret:
+        return LinkSigner(settings.link_secret.encode(), settings.link_ttl_s)
+    if settings.environment in ("staging", "production"):
+        raise SystemExit(
+            f"roadsigns gateway: ROADSIGNS_ENVIRONMENT={settings.environment} needs ROADSIGNS_LINK_SECRET "
+            "(signs the image and crop links); refusing to start"
+        )
+    return LinkSigner(secrets.token_bytes(32), settings.link_ttl_s)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     log = setup_logging("gateway")
     keys = key_ring(settings)
+    links = link_signer(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -92,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             BlobStore(settings.blob_dir),
             keys,
             TenantRateLimit(settings.rate_limit, settings.broker_url),
+            links,
         )
         yield
         engine.dispose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Query, Request
+from fastapi import Depends, Header, HTTPException, Request
 
 from roadsigns.gateway.deps import ServicesDep
 from roadsigns.gateway.keys import DEFAULT_TENANT
@@ -27,25 +27,16 @@ def _tenant(services: ServicesDep, given: str | None) -> str:
 
 
 def require_tenant(request: Request, services: ServicesDep, x_api_key: KeyHeader = None) -> str:
-    """The caller's tenant, from the X-API-Key header only."""
+    """The caller's tenant, from the X-API-Key header only: a key in a URL ends up in logs. Image
+    and crop links need no key; the job's JSON gives them signed (roadsigns.gateway.links)."""
     if services.keys and "api_key" in request.query_params:
         raise HTTPException(
             401,
-            "send the API key in the X-API-Key header: ?api_key= is taken on image and crop links only",
+            "send the API key in the X-API-Key header: ?api_key= is taken nowhere "
+            "(image and crop links in a job's JSON are signed and need no key)",
             headers={"WWW-Authenticate": "X-API-Key"},
         )
     return _tenant(services, x_api_key)
 
 
-def require_tenant_for_link(
-    services: ServicesDep,
-    x_api_key: KeyHeader = None,
-    api_key: Annotated[str | None, Query(description="the same key, for <img src> links only")] = None,
-) -> str:
-    """As `require_tenant`, but an image or crop link may carry the key as `?api_key=` (an <img>
-    cannot send headers). Nowhere else is a key in the URL taken: URLs end up in logs."""
-    return _tenant(services, x_api_key or api_key)
-
-
 Tenant = Annotated[str, Depends(require_tenant)]
-LinkTenant = Annotated[str, Depends(require_tenant_for_link)]

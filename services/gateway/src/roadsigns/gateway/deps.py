@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from roadsigns.gateway.keys import KeyRing
+from roadsigns.gateway.links import LinkSigner
 from roadsigns.gateway.ratelimit import TenantRateLimit
 from roadsigns.shared.blobstore import BlobStore
 from roadsigns.shared.db.session import session_scope
@@ -28,6 +29,7 @@ class Services:
     blobs: BlobStore
     keys: KeyRing
     rate_limit: TenantRateLimit
+    links: LinkSigner
 
 
 def get_services(request: Request) -> Services:

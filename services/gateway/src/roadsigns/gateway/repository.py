@@ -35,6 +35,12 @@ def get(session: Session, tenant: str, job_id: str) -> Job | None:
     return session.execute(query).scalar_one_or_none()
 
 
+def get_for_signed_link(session: Session, job_id: str) -> Job | None:
+    """The one read without a tenant: for a signed link, whose MAC names the job's tenant."""
+    query = select(Job).where(Job.id == job_id).options(selectinload(Job.signs))
+    return session.execute(query).scalar_one_or_none()
+
+
 def page(session: Session, tenant: str, limit: int, offset: int, status: JobStatus | None) -> tuple[list[Job], int]:
     query = select(Job).where(Job.tenant == tenant)
     count = select(func.count()).select_from(Job).where(Job.tenant == tenant)

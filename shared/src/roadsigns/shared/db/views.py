@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from roadsigns.shared.db.models import Job
 from roadsigns.shared.schemas import CallbackOut, JobOut, JobStatus, SignOut
 
 
-def job_to_out(job: Job, with_signs: bool = True) -> JobOut:
-    links = {"self": f"/jobs/{job.id}", "image": f"/jobs/{job.id}/image"}
+def _unsigned(path: str) -> str:
+    return path
+
+
+def job_to_out(job: Job, with_signs: bool = True, link: Callable[[str], str] = _unsigned) -> JobOut:
+    """`link` turns the image's and crops' paths into what the reader may open: the gateway signs
+    them (roadsigns.gateway.links); a webhook's body keeps the plain paths, read with a key."""
+    links = {"self": f"/jobs/{job.id}", "image": link(f"/jobs/{job.id}/image")}
     signs = None
     if with_signs and job.status == JobStatus.DONE.value:
         signs = [
@@ -21,7 +29,7 @@ def job_to_out(job: Job, with_signs: bool = True) -> JobOut:
                 text_confidence=s.text_confidence,
                 text_matches_class=s.text_matches_class,
                 class_source=s.class_source,
-                crop_url=f"/jobs/{job.id}/signs/{s.index}/crop" if s.crop_key else None,
+                crop_url=link(f"/jobs/{job.id}/signs/{s.index}/crop") if s.crop_key else None,
             )
             for s in job.signs
         ]

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from roadsigns.gateway import repository
-from roadsigns.gateway.auth import LinkTenant, Tenant
+from roadsigns.gateway.auth import KeyHeader, Tenant, require_tenant
 from roadsigns.gateway.deps import ServicesDep, SessionDep
 from roadsigns.gateway.metrics import ENQUEUE_FAILURES, JOBS_SUBMITTED, UPLOADS_REJECTED
 from roadsigns.gateway.uploads import UploadRejected, validate_image
@@ -66,14 +66,14 @@ def _check_callback_url(url: str | None, allow_private: bool) -> str | None:
     return url
 
 
-def _replay(session: Session, tenant: str, key: str, digest: str) -> JobOut | None:
+def _replay(session: Session, services: ServicesDep, tenant: str, key: str, digest: str) -> JobOut | None:
     """The job an earlier request of this tenant with this Idempotency-Key made, if the upload is the same."""
     job = repository.by_idempotency_key(session, tenant, key)
     if job is None:
         return None
     if job.request_sha256 != digest:
         raise Conflict(f"Idempotency-Key {key!r} was already used with a different upload (job {job.id})")
-    return job_to_out(job, with_signs=False)
+    return job_to_out(job, with_signs=False, link=services.links.for_tenant(tenant))
 
 
 def submit(
@@ -92,7 +92,7 @@ def submit(
     digest = hashlib.sha256(data).hexdigest()
     if idempotency_key:
         with session_scope(services.engine) as session:
-            replayed = _replay(session, tenant, idempotency_key, digest)
+            replayed = _replay(session, services, tenant, idempotency_key, digest)
         if replayed is not None:
             return replayed, False
     try:
@@ -119,12 +119,12 @@ def submit(
     )
     try:
         with session_scope(services.engine) as session:
-            out = job_to_out(repository.create(session, job), with_signs=False)
+            out = job_to_out(repository.create(session, job), with_signs=False, link=services.links.for_tenant(tenant))
     except IntegrityError:
         # Two requests raced with the same Idempotency-Key: the first one's job wins.
         services.blobs.delete(key)
         with session_scope(services.engine) as session:
-            replayed = _replay(session, tenant, idempotency_key or "", digest)
+            replayed = _replay(session, services, tenant, idempotency_key or "", digest)
         if replayed is None:
             raise
         return replayed, False
@@ -182,6 +182,7 @@ async def create_job(
 @router.get("", response_model=JobPage)
 def list_jobs(
     session: SessionDep,
+    services: ServicesDep,
     tenant: Tenant,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # larger ones overflow PostgreSQL's bigint
@@ -189,7 +190,9 @@ def list_jobs(
 ) -> JobPage:
     """The caller's tenant's jobs, newest first."""
     jobs, total = repository.page(session, tenant, limit, offset, status)
-    return JobPage(items=[job_to_out(j, with_signs=False) for j in jobs], total=total, limit=limit, offset=offset)
+    link = services.links.for_tenant(tenant)
+    items = [job_to_out(j, with_signs=False, link=link) for j in jobs]
+    return JobPage(items=items, total=total, limit=limit, offset=offset)
 
 
 def _job_or_404(session: SessionDep, tenant: str, job_id: str) -> Job:
@@ -201,15 +204,45 @@ def _job_or_404(session: SessionDep, tenant: str, job_id: str) -> Job:
 
 
 @router.get("/{job_id}", response_model=JobOut)
-def get_job(session: SessionDep, tenant: Tenant, job_id: str) -> JobOut:
+def get_job(session: SessionDep, services: ServicesDep, tenant: Tenant, job_id: str) -> JobOut:
     """A job's status; its signs, timings and model versions once done; its error once failed."""
-    return job_to_out(_job_or_404(session, tenant, job_id))
+    return job_to_out(_job_or_404(session, tenant, job_id), link=services.links.for_tenant(tenant))
+
+
+LinkExpires = Annotated[int | None, Query(description="a signed link's expiry (unix time), as the job's JSON gives it")]
+LinkSig = Annotated[str | None, Query(max_length=64, description="a signed link's signature")]
+
+
+def _linked_job(
+    request: Request,
+    session: Session,
+    services: ServicesDep,
+    job_id: str,
+    path: str,
+    expires: int | None,
+    sig: str | None,
+) -> Job:
+    """A signed link opens its one picture until it expires; an unsigned one needs the X-API-Key header."""
+    if expires is None and sig is None:
+        return _job_or_404(session, require_tenant(request, services, request.headers.get("x-api-key")), job_id)
+    job = repository.get_for_signed_link(session, job_id) if len(job_id) <= 64 and "\x00" not in job_id else None
+    if job is None or expires is None or sig is None or not services.links.valid(job.tenant, path, expires, sig):
+        raise HTTPException(403, "this link is not valid or has expired: take a fresh one from the job's JSON")
+    return job
 
 
 @router.get("/{job_id}/image", response_class=Response)
-def get_image(session: SessionDep, services: ServicesDep, tenant: LinkTenant, job_id: str) -> Response:
-    """The photo as the workers saw it (upright)."""
-    job = _job_or_404(session, tenant, job_id)
+def get_image(
+    request: Request,
+    session: SessionDep,
+    services: ServicesDep,
+    job_id: str,
+    expires: LinkExpires = None,
+    sig: LinkSig = None,
+    x_api_key: KeyHeader = None,  # read in _linked_job; a parameter here for the API schema
+) -> Response:
+    """The photo as the workers saw it (upright): with the job's signed link, or the X-API-Key header."""
+    job = _linked_job(request, session, services, job_id, f"/jobs/{job_id}/image", expires, sig)
     try:
         return Response(services.blobs.get(job.blob_key), media_type=job.content_type or "image/png")
     except BlobNotFound:
@@ -217,9 +250,18 @@ def get_image(session: SessionDep, services: ServicesDep, tenant: LinkTenant, jo
 
 
 @router.get("/{job_id}/signs/{index}/crop", response_class=Response)
-def get_crop(session: SessionDep, services: ServicesDep, tenant: LinkTenant, job_id: str, index: int) -> Response:
-    """One sign's crop, as PNG."""
-    job = _job_or_404(session, tenant, job_id)
+def get_crop(
+    request: Request,
+    session: SessionDep,
+    services: ServicesDep,
+    job_id: str,
+    index: int,
+    expires: LinkExpires = None,
+    sig: LinkSig = None,
+    x_api_key: KeyHeader = None,  # read in _linked_job; a parameter here for the API schema
+) -> Response:
+    """One sign's crop, as PNG: with the job's signed link, or the X-API-Key header."""
+    job = _linked_job(request, session, services, job_id, f"/jobs/{job_id}/signs/{index}/crop", expires, sig)
     sign = next((s for s in job.signs if s.index == index), None)
     if sign is None or not sign.crop_key:
         raise HTTPException(404, f"job {job_id} has no sign {index}")

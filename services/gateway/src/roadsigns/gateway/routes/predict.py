@@ -25,7 +25,7 @@ def _load(services: ServicesDep, tenant: str, job_id: str) -> JobOut:
     with session_scope(services.engine) as session:
         job = repository.get(session, tenant, job_id)
         assert job is not None
-        return job_to_out(job)
+        return job_to_out(job, link=services.links.for_tenant(tenant))
 
 
 @router.post(

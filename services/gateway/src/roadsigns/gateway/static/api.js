@@ -1,7 +1,8 @@
 // The gateway's HTTP API, as the page uses it. Every failure becomes an ApiError whose
 // message is the API's own `detail` when it sent one, so the page can show it as is.
 // When the gateway has ROADSIGNS_API_KEYS set, the key the person gives is kept in this
-// browser's localStorage and sent as X-API-Key (and as ?api_key= on image links).
+// browser's localStorage and sent as X-API-Key, never in a URL: the image and crop links in a
+// job's JSON are signed and short-lived, and an <img> opens them without a key.
 
 const KEY_STORE = "roadsigns.apiKey";
 
@@ -32,9 +33,6 @@ function headers() {
   if (apiKey) h["X-API-Key"] = apiKey;
   return h;
 }
-
-/** For <img src>, which cannot send headers. */
-export const withKey = (url) => (apiKey ? `${url}${url.includes("?") ? "&" : "?"}api_key=${encodeURIComponent(apiKey)}` : url);
 
 /** A random Idempotency-Key; crypto.randomUUID needs https, getRandomValues does not. */
 export function newIdempotencyKey() {
@@ -106,5 +104,3 @@ export function submitPhoto(file, idempotencyKey, onProgress) {
 export const getJob = (id) => getJson(`/jobs/${encodeURIComponent(id)}`);
 
 export const listJobs = (limit, offset) => getJson(`/jobs?limit=${limit}&offset=${offset}`);
-
-export const imageUrl = (id) => withKey(`/jobs/${encodeURIComponent(id)}/image`);

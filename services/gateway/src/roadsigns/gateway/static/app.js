@@ -6,12 +6,10 @@ import {
   ApiError,
   getJob,
   hasApiKey,
-  imageUrl,
   listJobs,
   newIdempotencyKey,
   setApiKey,
   submitPhoto,
-  withKey,
 } from "./api.js";
 
 const $ = (selector, root = document) => root.querySelector(selector);
@@ -212,12 +210,12 @@ function renderResult(card, job) {
   photo.width = width;
   photo.height = height;
   photo.alt = `${jobTitle(job)}, with ${plural(job.signs.length, "sign")} marked`;
-  photo.src = imageUrl(job.id);
+  photo.src = job.links.image; // signed by the gateway, so no key in the URL
   $(".photo-caption", card.li).append(
     job.signs.length
       ? `${plural(job.signs.length, "sign")} found; each box is numbered as in the list. `
       : "No signs were found in this photo. ",
-    el("a", { href: imageUrl(job.id), target: "_blank", rel: "noopener" }, "Full-size photo"),
+    el("a", { href: job.links.image, target: "_blank", rel: "noopener" }, "Full-size photo"),
   );
 
   job.signs.forEach((sign, i) => {
@@ -308,7 +306,7 @@ function signItem(sign, i) {
     "li",
     { class: "sign", tabindex: 0, "data-index": i, "data-class-id": sign.class_id },
     sign.crop_url
-      ? el("img", { class: "crop", src: withKey(sign.crop_url), alt: `Crop of sign ${i + 1}`, width: 64, height: 64 })
+      ? el("img", { class: "crop", src: sign.crop_url, alt: `Crop of sign ${i + 1}`, width: 64, height: 64 })
       : el("span", { class: "crop none" }, "no crop"),
     el(
       "div",
