@@ -112,6 +112,7 @@ class Stack:
     database_url: str
     broker_url: str
     gateway_url: str = ""
+    gateway_metrics_url: str = ""  # /metrics, on a port of its own: the API's port has none
     mlflow_url: str = ""
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     metrics_ports: dict[str, int] = field(default_factory=dict)  # worker pool -> its /metrics port
@@ -188,7 +189,9 @@ class Stack:
         multiprocess samples folder of the gateway's own, as in deployment."""
         port = port or free_port()
         self.gateway_url = f"http://127.0.0.1:{port}"
-        env = {**self.env, **(extra_env or {})}
+        metrics_port = free_port()
+        self.gateway_metrics_url = f"http://127.0.0.1:{metrics_port}"
+        env = {**self.env, "ROADSIGNS_METRICS_PORT": str(metrics_port), **(extra_env or {})}
         if workers > 1:
             metrics_dir = self.root / "metrics" / "gateway"
             shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -154,8 +154,11 @@ def test_migration_hook_monitoring_and_test_pod() -> None:
     )
 
     monitor = find(docs, "ServiceMonitor", "roadsigns")
-    assert {e["port"] for e in monitor["spec"]["endpoints"]} == {"http", "metrics", "flower"}
-    for pool in POOLS:
+    assert {e["port"] for e in monitor["spec"]["endpoints"]} == {"metrics", "flower"}
+    # The gateway's /metrics is on its metrics port, which neither its Service nor the ingress reaches.
+    assert "roadsigns.io/metrics" not in find(docs, "Service", "roadsigns-gateway")["metadata"]["labels"]
+    assert [p["name"] for p in find(docs, "Service", "roadsigns-gateway")["spec"]["ports"]] == ["http"]
+    for pool in [*POOLS, "gateway"]:
         service = find(docs, "Service", f"roadsigns-{pool}-metrics")
         assert service["metadata"]["labels"]["roadsigns.io/metrics"] == "true"
 

@@ -87,11 +87,13 @@ def test_jobs_are_listed_newest_first(client: httpx.Client) -> None:
         assert wait_for_job(client, job_id)["status"] == "done"
 
 
-def test_health_ready_metrics_docs(client: httpx.Client) -> None:
+def test_health_ready_metrics_docs(client: httpx.Client, stack: Stack) -> None:
     assert client.get("/health").json() == {"status": "ok"}
     ready = client.get("/ready").json()
     assert ready["checks"] == {"database": "ok", "broker": "ok"}
-    metrics = client.get("/metrics/").text
+    # Metrics on a port of their own (ROADSIGNS_METRICS_PORT), not on the public API's.
+    assert client.get("/metrics/").status_code == 404 and client.get("/metrics").status_code == 404
+    metrics = httpx.get(f"{stack.gateway_metrics_url}/metrics", timeout=10).text
     assert "roadsigns_http_request_seconds_bucket" in metrics
     assert "roadsigns_jobs_submitted_total" in metrics
     assert client.get("/docs").status_code == 200

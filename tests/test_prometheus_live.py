@@ -52,9 +52,8 @@ def prometheus(stack: Stack) -> Iterator[str]:
         "scrape_configs": [
             {
                 "job_name": "roadsigns-gateway",
-                "metrics_path": "/metrics/",
-                "static_configs": [
-                    {"targets": [urlparse(stack.gateway_url).netloc], "labels": {"component": "gateway"}}
+                "static_configs": [  # the gateway's metrics port, as in compose and Helm
+                    {"targets": [urlparse(stack.gateway_metrics_url).netloc], "labels": {"component": "gateway"}}
                 ],
             },
             {

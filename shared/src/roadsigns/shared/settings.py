@@ -104,7 +104,9 @@ class Settings(BaseSettings):
     # connection opening or the previous response (roadsigns.gateway.protocol).
     header_timeout_s: float = Field(10.0, gt=0)
     cors_origins: list[str] = Field(default_factory=list)
-    metrics_port: int | None = None  # workers: serve /metrics on this port
+    # Serve /metrics on this port (workers, and the gateway, whose API port then has no /metrics:
+    # it is not public). Unset: workers serve none, the gateway serves it on its API port.
+    metrics_port: int | None = None
 
     @field_validator("api_keys", "webhook_secrets", mode="before")
     @classmethod

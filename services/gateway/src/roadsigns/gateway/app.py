@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 
@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import REGISTRY, CollectorRegistry, make_asgi_app, multiprocess
+from prometheus_client import REGISTRY, CollectorRegistry, make_asgi_app, multiprocess, start_http_server
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -62,6 +62,16 @@ def metrics_registry() -> CollectorRegistry:
     return registry
 
 
+def serve_metrics_port(port: int, registry: CollectorRegistry) -> Callable[[], None]:
+    """/metrics on a port of its own, which no ingress or published port reaches. With several
+    uvicorn workers the first to bind serves them all (the registry merges every worker's samples)."""
+    try:
+        server, _ = start_http_server(port, registry=registry)
+    except OSError:  # bound by another worker of this gateway
+        return lambda: None
+    return server.shutdown
+
+
 def key_ring(settings: Settings) -> KeyRing:
     """The API keys, or a clear reason not to start: a malformed entry, or none outside development."""
     try:
@@ -94,6 +104,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     log = setup_logging("gateway")
     keys = key_ring(settings)
     links = link_signer(settings)
+    registry = metrics_registry()
+    register_queue_metrics(settings.broker_url, registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -101,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # pooled connection per thread, so no request pays for opening a connection.
         to_thread.current_default_thread_limiter().total_tokens = THREADS
         engine = get_engine(settings.database_url, "roadsigns-gateway", pool_size=THREADS)
+        stop_metrics = serve_metrics_port(settings.metrics_port, registry) if settings.metrics_port else None
         app.state.services = Services(
             settings,
             engine,
@@ -112,6 +125,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         yield
         engine.dispose()
+        if stop_metrics:
+            stop_metrics()
 
     app = FastAPI(
         title="roadsigns",
@@ -154,9 +169,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Every /jobs and /predict route takes the caller's tenant (roadsigns.gateway.auth).
     app.include_router(jobs.router)
     app.include_router(predict.router)
-    registry = metrics_registry()
-    register_queue_metrics(settings.broker_url, registry)
-    app.mount("/metrics", make_asgi_app(registry))
+    if not settings.metrics_port:  # development: on the API's own port
+        app.mount("/metrics", make_asgi_app(registry))
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
     @app.get("/", include_in_schema=False)
