@@ -212,3 +212,69 @@ def test_the_gateway_never_starts_without_api_keys(env: str) -> None:
     for name in ("ROADSIGNS_API_KEYS", "ROADSIGNS_LINK_SECRET"):  # the link secret signs image links
         entry = next(e for e in gateway["env"] if e["name"] == name)
         assert entry["valueFrom"]["secretKeyRef"]["optional"] is False, name
+
+
+def test_network_policies_deny_by_default_and_open_only_the_backends() -> None:
+    """Default deny in and out for every pod of the release; egress on the DNS, Redis, Postgres and
+    MLflow ports only, except the webhook pool's, which reaches public addresses and nothing private."""
+    docs = render("--set", "mlflow.trackingUri=http://mlflow.mlops:5000")
+    policies = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "NetworkPolicy"}
+    release = {"app.kubernetes.io/name": "roadsigns", "app.kubernetes.io/instance": "roadsigns"}
+    deny = policies["roadsigns-default-deny"]
+    assert deny["podSelector"]["matchLabels"] == release
+    assert sorted(deny["policyTypes"]) == ["Egress", "Ingress"] and "ingress" not in deny and "egress" not in deny
+    # Every Deployment's pods are selected by the default deny.
+    for d in docs:
+        if d["kind"] == "Deployment":
+            assert release.items() <= d["spec"]["template"]["metadata"]["labels"].items(), d["metadata"]["name"]
+
+    open_ports: set[int] = set()
+    for name, spec in policies.items():
+        component = spec["podSelector"]["matchLabels"].get("app.kubernetes.io/component")
+        for rule in spec.get("egress", []):
+            assert rule.get("to"), f"{name}: an egress rule to anywhere"
+            if component == "webhook":
+                blocks = [peer["ipBlock"] for peer in rule["to"]]
+                v4 = next(b for b in blocks if b["cidr"] == "0.0.0.0/0")
+                assert {"10.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16"} <= set(
+                    v4["except"]
+                )
+                continue
+            assert rule.get("ports"), f"{name}: egress on every port for {component or 'every pod'}"
+            open_ports |= {p["port"] for p in rule["ports"]}
+    assert open_ports == {53, 6379, 5432, 5000, 8000}  # 8000: helm test's pod to the gateway only
+    test_egress = policies["roadsigns-test-egress"]
+    assert test_egress["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "test"
+    # Without MLflow, no MLflow port.
+    plain = [d["spec"] for d in render() if d["kind"] == "NetworkPolicy"]
+    assert 5000 not in {p["port"] for s in plain for r in s.get("egress", []) for p in r.get("ports", [])}
+
+
+def test_every_container_runs_with_a_read_only_root_and_no_privileges() -> None:
+    docs = render("--set", "flower.enabled=true")
+    pods = {
+        d["metadata"]["name"]: d["spec"] if d["kind"] == "Pod" else d["spec"]["template"]["spec"]
+        for d in docs
+        if d["kind"] in ("Deployment", "Job", "Pod")
+    }
+    assert {f"roadsigns-{c}" for c in ("gateway", *POOLS, "beat", "flower", "migrate")} <= set(pods)
+    for name, pod in pods.items():
+        empty_dirs = {v["name"] for v in pod.get("volumes", []) if "emptyDir" in v}
+        for c in pod["containers"]:
+            ctx = c["securityContext"]
+            assert ctx["readOnlyRootFilesystem"] is True, name
+            assert ctx["allowPrivilegeEscalation"] is False, name
+            assert ctx["capabilities"]["drop"] == ["ALL"], name
+            mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+            assert mounts.get("/tmp") in empty_dirs, f"{name}: no emptyDir on /tmp"
+            if name == "roadsigns-detector":  # YOLO_CONFIG_DIR, MPLCONFIGDIR
+                assert mounts.get("/home/app/.config") in empty_dirs
+
+
+def test_compose_runs_our_services_read_only() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    for name in ("gateway", "migrate", "detector", "ocr", "tracker", "webhook", "beat", "flower"):
+        service = compose[name]
+        assert service.get("read_only") is True, name
+        assert any(t.split(":")[0] == "/tmp" for t in service["tmpfs"]), name
+        assert service["cap_drop"] == ["ALL"] and "no-new-privileges:true" in service["security_opt"], name

@@ -63,13 +63,19 @@ spec:
             failureThreshold: 3
           resources: {{- toYaml $v.resources | nindent 12 }}
           securityContext: {{- toYaml .ctx.Values.securityContext | nindent 12 }}
+          # Read-only root: Python's temporary files, the samples folder, and Ultralytics' and
+          # matplotlib's config dirs (YOLO_CONFIG_DIR, MPLCONFIGDIR in the detector image).
           volumeMounts:
+            - {name: tmp, mountPath: /tmp}
             - {name: metrics, mountPath: /tmp/prometheus}
+            - {name: config, mountPath: /home/app/.config}
             {{- if $blobs }}
             - {name: blobs, mountPath: /data/blobs}
             {{- end }}
       volumes:
+        - {name: tmp, emptyDir: {}}
         - {name: metrics, emptyDir: {}}
+        - {name: config, emptyDir: {}}
         {{- if $blobs }}
         - name: blobs
           persistentVolumeClaim: {claimName: {{ include "roadsigns.blobsClaim" .ctx }}}
