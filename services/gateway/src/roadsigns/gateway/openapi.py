@@ -84,6 +84,7 @@ def _document_errors(schema: dict[str, Any]) -> None:
                 responses["200"]["content"] = {t: {"schema": dict(BINARY)} for t in types}
                 responses.setdefault("404", {"description": "no such job, or no such sign"})
                 responses.setdefault("410", {"description": "no longer stored (retention)"})
+                responses["403"] = {"description": "the API key, or the signed link (expires, sig), is not valid"}
             if op.get("operationId") == "ready":
                 ready = {"application/json": {"schema": {"$ref": "#/components/schemas/Readiness"}}}
                 responses["200"]["content"] = ready
