@@ -36,7 +36,10 @@ def test_cpu_backends_find_what_torch_finds(backend: str, photos: dict[str, np.n
         assert len(ours) == len(theirs), name
         for a, b in zip(sorted(ours, key=lambda s: s.bbox), sorted(theirs, key=lambda s: s.bbox), strict=True):
             assert iou(a.bbox, b.bbox) > 0.9 and a.class_id == b.class_id, name
-            assert a.confidence == pytest.approx(b.confidence, abs=0.05), name
+            assert a.detector_confidence == pytest.approx(b.detector_confidence, abs=0.02), name
+            # OpenVINO's bfloat16 moves a box by under a pixel, which can move the square crop by
+            # one and the class probability by up to 0.07 (00501's no-entry sign: 0.858 vs 0.922).
+            assert a.confidence == pytest.approx(b.confidence, abs=0.1), name
         # and they are the annotated signs
         for left, top, right, bottom, cls in gt[name]:
             assert any(iou(s.bbox, (left, top, right + 1, bottom + 1)) > 0.5 and s.class_id == cls for s in ours)

@@ -62,6 +62,33 @@ def test_evaluate_detection_on_the_sample_photos() -> None:
         assert key in report
     assert report["images"] == 5 and report["signs"] == 10
     assert report["map50_any"] >= 0.7  # two of the ten signs are 20 px wide: see README
+    by_size = report["recall_by_size"]
+    assert list(by_size) == ["<24", "24-48", "48-96", "96-192", ">=192"]
+    assert sum(b["signs"] for b in by_size.values()) == 10
+    assert by_size[">=192"] == {"signs": 0, "recall": None}
+
+
+def test_evaluate_detection_on_photos_of_any_size(tmp_path: Path) -> None:
+    """Half-size photos and a close-up side by side: one evaluation, signs in every size bucket."""
+    (tmp_path / "images").mkdir()
+    lines = []
+    for name, boxes in read_gt(PHOTOS / "gt.txt").items():
+        photo = cv2.imread(str(PHOTOS / name))
+        h, w = photo.shape[:2]
+        cv2.imwrite(str(tmp_path / "images" / f"half_{name}"), cv2.resize(photo, (w // 2, h // 2)))
+        lines += [f"half_{name};{b.left // 2};{b.top // 2};{b.right // 2};{b.bottom // 2};{b.class_id}" for b in boxes]
+    # The no-entry sign of 00501 (108 px) enlarged twice in a 480x360 window: a 216 px sign.
+    window = cv2.imread(str(PHOTOS / "00501.jpg"))[232:412, 53:293]
+    cv2.imwrite(str(tmp_path / "images" / "closeup.jpg"), cv2.resize(window, (480, 360)))
+    lines.append(f"closeup.jpg;{(120 - 53) * 2};{(282 - 232) * 2};{(227 - 53) * 2 + 1};{(386 - 232) * 2 + 1};17")
+    (tmp_path / "gt.txt").write_text("\n".join(lines) + "\n")
+    out = run("evaluate", "detection", "--images", str(tmp_path / "images"), "--gt", str(tmp_path / "gt.txt"))
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["images"] == 6 and report["signs"] == 11
+    by_size = report["recall_by_size"]
+    assert by_size[">=192"] == {"signs": 1, "recall": 1.0}  # the close-up is found
+    assert by_size["<24"]["signs"] >= 2
 
 
 def test_evaluate_classification_on_real_crops(tmp_path: Path) -> None:
