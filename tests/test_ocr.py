@@ -206,6 +206,24 @@ def test_an_unsure_wrong_class_is_corrected_by_the_reading(reader: SignReader) -
     assert agreed.confidence == pytest.approx(0.9 * 0.95)
 
 
+def test_an_unsure_speed_class_without_a_red_ring_is_not_named_by_a_reading(reader: SignReader) -> None:
+    # A "60" in a black ring on white (no red: not a speed limit under the Vienna convention),
+    # the classifier unsure of "speed limit 60". The digit reader reads it surely (0.86): it
+    # reads whatever it is shown, so the number alone must not make it a speed limit.
+    big = 240
+    crop = np.full((big, big, 3), (90, 120, 80), np.uint8)
+    cv2.circle(crop, (120, 120), 100, (20, 20, 20), -1)
+    cv2.circle(crop, (120, 120), 80, (240, 240, 240), -1)
+    cv2.putText(crop, "60", (58, 150), cv2.FONT_HERSHEY_SIMPLEX, 3.0, (20, 20, 20), 12)
+    crop = cv2.resize(crop, (64, 64), interpolation=cv2.INTER_AREA)
+    assert reader.read(crop, 3, 0.47).text == "60"
+    (sign,) = _ocr(reader, _detection(crop, 3, 0.47))
+    assert sign.class_source == "shape" and sign.class_id is None and sign.class_name == "other sign"
+    # The same class at the same probability on a red ring is named by its number.
+    (ring,) = _ocr(reader, _detection(_render_speed_sign("60"), 3, 0.47))
+    assert ring.class_id == 3 and ring.class_source == "reading"
+
+
 def test_an_unsure_red_ring_is_read_as_digits_whatever_its_class(reader: SignReader) -> None:
     # Classified, unsure, as a pictogram ("no overtaking"): before, this took the free-text path.
     crop = _render_speed_sign("90")

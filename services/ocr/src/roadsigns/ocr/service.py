@@ -22,12 +22,15 @@ def decode_crop(b64: str) -> np.ndarray:
 
 
 def _speed_face(d: Detection, cue: ShapeCue, min_class_probability: float) -> bool:
-    """Whether the sign looks like a speed limit: a speed-limit class (any probability), or a
-    red ring round a light face where the classifier is unsure (class 6, "restriction ends
-    80", has no ring: only an unsure one is judged by its shape)."""
-    if d.class_id in openset.numbered_classes().values():
-        return True
-    return d.class_probability < min_class_probability and cue.speed_face
+    """Whether the sign looks like a speed limit, so that a number read on it may name it:
+    a speed-limit class the classifier is sure of, or a red ring round a light face where
+    it is unsure. An unsure speed-limit class alone is not enough: on a held-out photo a
+    bus-stop sign was "speed limit 60" at 0.47, and the digit reader, which reads whatever
+    it is shown, read "60" in its "H" and ring. (Class 6, "restriction ends 80", has no ring:
+    only an unsure one is judged by its shape.)"""
+    if d.class_id is not None and d.class_probability >= min_class_probability:
+        return d.class_id in openset.numbered_classes().values()
+    return cue.speed_face
 
 
 def name_sign(d: Detection, reading: Reading | None, cue: ShapeCue, min_class_probability: float) -> SignResult:
