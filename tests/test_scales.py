@@ -140,3 +140,13 @@ def test_close_up_sign_is_found_named_and_read(pipeline, fill: float, text: str)
     assert hits[0].class_id == 7 and hits[0].text == text
     # Nothing else in so small a picture is a sign.
     assert len(analysis.signs) == 1
+
+
+def test_letterbox_keeps_a_row_of_an_extreme_strip() -> None:
+    """A 20000x16 strip shrinks to 384 wide in the coarse pass: its height must not round to 0."""
+    from roadsigns.detector.preprocess import letterbox
+
+    strip = np.full((16, 20000, 3), 200, np.uint8)
+    for height, width in scales.plan(16, 20000, 1376):
+        blob, box = letterbox(strip, height, width)
+        assert blob.shape == (1, 3, height, width) and box.scale > 0

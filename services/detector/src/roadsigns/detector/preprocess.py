@@ -60,7 +60,7 @@ def letterbox(image_bgr: np.ndarray, height: int, width: int) -> tuple[np.ndarra
     """
     h, w = image_bgr.shape[:2]
     scale = min(height / h, width / w)
-    new_w, new_h = round(w * scale), round(h * scale)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))  # a 20000x16 strip keeps a row
     if (new_w, new_h) != (w, h):
         image_bgr = cv2.resize(image_bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     dw, dh = (width - new_w) / 2, (height - new_h) / 2
