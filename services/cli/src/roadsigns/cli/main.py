@@ -24,17 +24,25 @@ def _settings(args: argparse.Namespace) -> Settings:
     return get_settings().model_copy(update=overrides)
 
 
-def cmd_analyze(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from roadsigns.cli.pipeline import Pipeline, annotate, collect_images
+def _images(paths: list[Path]) -> list[Path]:
+    """The photos named on the command line (folders searched), or a UsageError."""
+    from roadsigns.cli.pipeline import collect_images
 
     try:
-        images = collect_images(args.paths)
+        images = collect_images(paths)
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from None
     if not images:
         raise UsageError("no images found in the given paths")
+    return images
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from roadsigns.cli.pipeline import Pipeline, annotate
+
+    images = _images(args.paths)
     pipeline = Pipeline(_settings(args), ocr=not args.no_ocr)
     if args.annotate:
         args.annotate.mkdir(parents=True, exist_ok=True)
@@ -74,15 +82,9 @@ def job_as_analysis(job) -> dict:  # type: ignore[no-untyped-def]
 def cmd_submit(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from roadsigns.cli.pipeline import collect_images
     from roadsigns.sdk import AuthenticationError, Client, ClientError, RateLimited, RoadsignsError, TransportError
 
-    try:
-        images = collect_images(args.paths)
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
-    if not images:
-        raise UsageError("no images found in the given paths")
+    images = _images(args.paths)
     found: dict[Path, dict] = {}
     try:
         with (
@@ -201,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
-        p.add_argument("--imgsz", type=int, help="detector input size (default from settings: 1376)")
+        p.add_argument("--imgsz", type=int, help="longest side a photo runs at (default 1376)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         p.add_argument("--no-ocr", action="store_true", help="skip reading text")
 
