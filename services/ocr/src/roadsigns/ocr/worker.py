@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_process_init
 
 from roadsigns.ocr.reader import SignReader
 from roadsigns.ocr.service import read_job
@@ -22,15 +22,32 @@ settings = get_settings()
 log = setup_logging("ocr")
 app = make_celery("roadsigns-ocr", settings)
 deliveries = DeliveryCounter(settings.broker_url, settings.max_deliveries)
-reader = SignReader(
-    settings.ocr_languages, settings.ocr_min_confidence, settings.ocr_learned_readers, settings.open_set_min_probability
-)
+_reader: SignReader | None = None
+
+
+def reader() -> SignReader:
+    """The readers of this worker child, built on first use, never in the Celery parent:
+    ONNX Runtime's sessions and thread pools are not safe to share across fork."""
+    global _reader
+    if _reader is None:
+        _reader = SignReader(
+            settings.ocr_languages,
+            settings.ocr_min_confidence,
+            settings.ocr_learned_readers,
+            settings.open_set_min_probability,
+        )
+        MODEL_INFO.labels("ocr", _reader.version).set(1)
+    return _reader
 
 
 @worker_init.connect
 def _serve_metrics(**_: Any) -> None:
     serve_worker_metrics(settings.metrics_port)
-    MODEL_INFO.labels("ocr", reader.version).set(1)
+
+
+@worker_process_init.connect
+def _load_models(**_: Any) -> None:
+    reader()  # warm the readers before the first task arrives
 
 
 @app.task(name=TaskName.OCR)
@@ -44,7 +61,7 @@ def ocr(payload: dict[str, Any]) -> None:
         return
     app.send_task(TaskName.TRACK_STAGE, args=[request.job_id, JobStatus.READING, request.attempt])
     try:
-        result = read_job(request, reader)
+        result = read_job(request, reader())
     except Exception as exc:
         TASK_FAILURES.labels("ocr").inc()
         log.exception("job %s: OCR failed", request.job_id)
