@@ -37,6 +37,16 @@ def _images(paths: list[Path]) -> list[Path]:
     return images
 
 
+def _write_results(results: list[dict], output: Path | None) -> int:
+    """The JSON `analyze` and `submit` write (to OUTPUT, else stdout); exit status 1 if any photo failed."""
+    text = json.dumps(results, indent=2)
+    if output:
+        output.write_text(text + "\n")
+    else:
+        print(text)
+    return 1 if any("error" in r for r in results) else 0
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -59,12 +69,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             import cv2
 
             cv2.imwrite(str(args.annotate / f"{path.stem}.jpg"), annotate(data, analysis.signs))
-    text = json.dumps(results, indent=2)
-    if args.output:
-        args.output.write_text(text + "\n")
-    else:
-        print(text)
-    return 1 if any("error" in r for r in results) else 0
+    return _write_results(results, args.output)
 
 
 def job_as_analysis(job) -> dict:  # type: ignore[no-untyped-def]
@@ -108,12 +113,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     except RoadsignsError as exc:  # refused for every photo (a bad key, a rate limit), or a wait ran out
         raise UsageError(f"{args.url}: {exc}") from None
     results = [{"file": str(p), **found[p]} for p in images]
-    text = json.dumps(results, indent=2)
-    if args.output:
-        args.output.write_text(text + "\n")
-    else:
-        print(text)
-    return 1 if any("error" in r for r in results) else 0
+    return _write_results(results, args.output)
 
 
 def cmd_eval_detection(args: argparse.Namespace) -> int:
