@@ -1,7 +1,9 @@
-"""The three detector backends run the same trained models: they must find the same signs.
+"""The detector backends run the same trained models: they must find the same signs.
 
-torch goes through ultralytics; onnx and openvino through our own letterbox and NMS
-(`roadsigns.detector.preprocess`), so this also checks that code against ultralytics'.
+Every backend is one module of `roadsigns.detector.backends`, registered by name; the settings
+take their allowed values from that registry. All of them go through our own letterbox and NMS
+(`roadsigns.detector.preprocess`), so the torch backend is also checked against ultralytics'
+own predictor.
 """
 
 from __future__ import annotations
@@ -9,10 +11,49 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
+from roadsigns.detector import backends, scales
 from roadsigns.detector.model import SignDetector
 from roadsigns.detector.preprocess import Letterbox, decode_yolo, letterbox
+from roadsigns.detector.service import build_detector
+from roadsigns.shared.settings import Settings
+from roadsigns.shared.weights import shipped
 from tests.conftest import PHOTOS, iou, read_gt
+
+CPU_BACKENDS = [name for name in backends.REGISTRY if name != "torch"]  # torch on the CPU is the reference
+
+
+def test_the_registry_names_every_backend_and_auto() -> None:
+    assert backends.names() == ("auto", "torch", "onnx", "openvino")
+    for name in backends.REGISTRY:
+        backend = backends.load(name, "cpu")
+        assert backend.name == name
+        assert shipped("roadsigns.detector", f"detector.{backend.weights_ext}").is_file()
+        assert shipped("roadsigns.detector", f"classifier.{backend.weights_ext}").is_file()
+    assert backends.load("auto", "cpu").name == "openvino"  # no CUDA device asked for
+    assert backends.resolve("auto", "cuda:0") == "torch"
+    assert backends.load("torch", "cuda:1").device("cuda:1") == "cuda:1"
+    assert backends.load("onnx").device("cuda:1") == "cpu"
+    with pytest.raises(ValueError, match="unknown detector backend 'tflite': use one of auto, torch, onnx, openvino"):
+        backends.load("tflite")
+
+
+def test_settings_take_their_backends_from_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in backends.names():
+        assert Settings(backend=name).backend == name
+    monkeypatch.setenv("ROADSIGNS_BACKEND", "tensorrt")
+    with pytest.raises(
+        ValidationError, match="no detector backend 'tensorrt': ROADSIGNS_BACKEND is one of auto, torch"
+    ):
+        Settings()
+
+
+def test_build_detector_loads_the_backend_the_settings_name() -> None:
+    detector = build_detector(Settings(backend="onnx", device="cpu"))
+    assert (detector.backend, detector.device) == ("onnx", "cpu")
+    assert detector.versions["detector"].startswith("detector.onnx@sha256:")
+    assert detector.versions["classifier"].startswith("classifier.onnx@sha256:")
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +67,21 @@ def reference(photos: dict[str, np.ndarray]) -> dict[str, list]:
     return {name: torch_detector.detect(img, min_confidence=0.0).signs for name, img in photos.items()}
 
 
-@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_the_torch_localiser_finds_what_ultralytics_finds(photos: dict[str, np.ndarray]) -> None:
+    from ultralytics import YOLO
+
+    detector = SignDetector(backend="torch", device="cpu")  # configures ultralytics offline first
+    yolo = YOLO(str(shipped("roadsigns.detector", "detector.pt")), task="detect")
+    for name, img in photos.items():
+        for height, width in scales.plan(*img.shape[:2], detector.imgsz, detector.min_side, detector.coarse_side):
+            theirs = yolo.predict(img, imgsz=[height, width], conf=detector.conf, device="cpu", verbose=False)[0].boxes
+            boxes, scores = detector._localise_at(img, height, width)
+            assert len(boxes) == len(theirs), (name, height, width)
+            assert scores == pytest.approx(theirs.conf.numpy(), abs=1e-3), (name, height, width)
+            assert boxes == pytest.approx(theirs.xyxy.numpy(), abs=1.0), (name, height, width)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_cpu_backends_find_what_torch_finds(backend: str, photos: dict[str, np.ndarray], reference: dict) -> None:
     detector = SignDetector(backend=backend)
     gt = read_gt()

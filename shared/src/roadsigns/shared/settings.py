@@ -48,8 +48,9 @@ class Settings(BaseSettings):
 
     # Detector
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    # auto: torch on a CUDA device, else openvino. onnx: ONNX Runtime on the CPU.
-    backend: Literal["auto", "torch", "onnx", "openvino"] = "auto"
+    # A name roadsigns.detector.backends registers (torch, onnx, openvino), or auto: torch on a
+    # CUDA device, else openvino.
+    backend: str = "auto"
     detector_weights: Path | None = None  # default: the shipped file
     classifier_weights: Path | None = None
     detector_imgsz: int = 1376  # longest side a photo runs at: larger ones are shrunk, smaller ones never enlarged
@@ -118,6 +119,14 @@ class Settings(BaseSettings):
             return [str(v).strip() for v in value if str(v).strip()]
         return value
 
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        known = _detector_backends()
+        if known is not None and value not in known:
+            raise ValueError(f"no detector backend {value!r}: ROADSIGNS_BACKEND is one of {', '.join(known)}")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.max_upload_bytes <= 0 or self.max_pixels <= 0:
@@ -125,6 +134,21 @@ class Settings(BaseSettings):
         if "*" in self.cors_origins and self.environment in ("staging", "production"):
             raise ValueError("wildcard CORS is not allowed outside development")
         return self
+
+
+def _detector_backends() -> tuple[str, ...] | None:
+    """The names the detector's backend registry knows; None in a process without the detector.
+
+    The one look from shared/ into a service, and a light one: the registry module imports no
+    runtime. The gateway and the tracker have no detector and never read the setting.
+    """
+    try:
+        from roadsigns.detector.backends import names
+    except ModuleNotFoundError as e:
+        if e.name in ("roadsigns.detector", "roadsigns.detector.backends"):
+            return None
+        raise
+    return names()
 
 
 @lru_cache

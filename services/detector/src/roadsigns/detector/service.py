@@ -8,7 +8,8 @@ import time
 import cv2
 import numpy as np
 
-from roadsigns.detector.model import SignDetector, resolve_backend
+from roadsigns.detector import backends
+from roadsigns.detector.model import SignDetector
 from roadsigns.shared import classes, openset
 from roadsigns.shared.metrics import MODEL_INFO, MODEL_LOAD_SECONDS
 from roadsigns.shared.schemas import Detection, DetectRequest, OcrRequest
@@ -18,12 +19,12 @@ from roadsigns.shared.settings import Settings, get_settings
 def build_detector(settings: Settings) -> SignDetector:
     """Weights from the registry alias when one is configured, else the configured or shipped files."""
     det, clf, versions = settings.detector_weights, settings.classifier_weights, None
-    backend = resolve_backend(settings.backend, settings.device)
+    backend = backends.load(settings.backend, settings.device)
     if settings.model_registry_alias and settings.mlflow_tracking_uri:
         from roadsigns.detector import registry
 
         det, clf, versions = registry.fetch(
-            settings.mlflow_tracking_uri, settings.model_registry_alias, "pt" if backend == "torch" else "onnx"
+            settings.mlflow_tracking_uri, settings.model_registry_alias, backend.weights_ext
         )
     detector = SignDetector(
         det,
@@ -35,7 +36,7 @@ def build_detector(settings: Settings) -> SignDetector:
         conf=settings.detector_conf,
         crop_scale=1 + settings.crop_margin,
         versions=versions,
-        backend=backend,
+        backend=backend.name,
         min_confidence=settings.min_confidence,
     )
     MODEL_LOAD_SECONDS.labels("detector").set(detector.load_seconds)
