@@ -266,3 +266,33 @@ def test_detector_stage_keeps_what_a_reading_or_shape_may_still_report() -> None
         False,
         False,
     ]
+
+
+def test_the_learned_readers_load_from_the_configured_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ROADSIGNS_OCR_WEIGHTS_DIR replaces the shipped readers, and the reader's version names its files."""
+    import onnx
+
+    from roadsigns.shared.settings import get_settings
+    from roadsigns.shared.weights import file_version, shipped
+
+    for name in ("digits.onnx", "words.onnx"):  # the shipped readers saved again: other bytes, same network
+        graph = onnx.load(shipped("roadsigns.ocr", name))
+        onnx.helper.set_model_props(graph, {**{p.key: p.value for p in graph.metadata_props}, "copy": "test_ocr"})
+        onnx.save(graph, tmp_path / name)
+    monkeypatch.setenv("ROADSIGNS_OCR_WEIGHTS_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        reader = SignReader("eng")
+    finally:
+        monkeypatch.delenv("ROADSIGNS_OCR_WEIGHTS_DIR")
+        get_settings.cache_clear()
+    assert reader.digits is not None and reader.words is not None
+    assert reader.digits.version == file_version(tmp_path / "digits.onnx")
+    assert reader.digits.version != file_version(shipped("roadsigns.ocr", "digits.onnx"))
+    assert reader.words.version == file_version(tmp_path / "words.onnx") and reader.words.version in reader.version
+    assert reader.read(_render_speed_sign("90"), class_id=5).text == "90"
+    assert SignReader("eng").digits.version == file_version(shipped("roadsigns.ocr", "digits.onnx"))  # unset: shipped
+
+    (tmp_path / "words.onnx").unlink()
+    with pytest.raises(FileNotFoundError, match="no words.onnx"):
+        SignReader("eng", weights=tmp_path)

@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     ocr_languages: str = "eng+deu+fra"
     ocr_min_confidence: float = 40.0
     ocr_learned_readers: bool = True  # false: Tesseract reads speed limits and STOP words too (slower, less accurate)
+    # A folder holding digits.onnx and words.onnx to read with instead of the shipped readers.
+    ocr_weights_dir: Path | None = None
 
     # Signs outside the 43 classes (roadsigns.shared.openset): below this class probability the
     # classifier's class is not reported; a confident reading of a speed limit's number names

@@ -10,14 +10,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytesseract
 
-from roadsigns.ocr.learned import LearnedReader, shipped_weights
+from roadsigns.ocr.learned import LearnedReader, weights_dir
 from roadsigns.ocr.shape import ShapeCue, shape_cue
 from roadsigns.shared import classes
+from roadsigns.shared.settings import get_settings
 
 # Classes whose face is a number (inside a red ring, or struck through for class 6).
 SPEED_CLASSES = {0, 1, 2, 3, 4, 5, 6, 7, 8}
@@ -162,15 +164,21 @@ class SignReader:
         min_confidence: float = 40.0,
         learned_readers: bool = True,
         min_class_probability: float = 0.5,
+        weights: Path | None = None,
     ) -> None:
         """`learned_readers=False` leaves speed limits and STOP words to Tesseract too (slower, less
         accurate, and never sure enough to name a class). Below `min_class_probability` the
-        classifier's class does not choose how to read (ROADSIGNS_OPEN_SET_MIN_PROBABILITY)."""
+        classifier's class does not choose how to read (ROADSIGNS_OPEN_SET_MIN_PROBABILITY).
+        `weights`: the folder of the learned readers; default ROADSIGNS_OCR_WEIGHTS_DIR, else the
+        shipped ones."""
         self.languages = languages
         self.min_confidence = min_confidence
         self.min_class_probability = min_class_probability
-        self.digits = LearnedReader(shipped_weights("digits.onnx")) if learned_readers else None
-        self.words = LearnedReader(shipped_weights("words.onnx")) if learned_readers else None
+        self.digits: LearnedReader | None = None
+        self.words: LearnedReader | None = None
+        if learned_readers:
+            folder = weights_dir(weights if weights is not None else get_settings().ocr_weights_dir)
+            self.digits, self.words = LearnedReader(folder / "digits.onnx"), LearnedReader(folder / "words.onnx")
         self.version = f"tesseract {pytesseract.get_tesseract_version()} ({languages})"
         if self.digits is not None and self.words is not None:
             self.version += f"; {self.digits.version}; {self.words.version}"
