@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 
 def shipped(package: str, name: str = "") -> Path:
@@ -24,7 +26,7 @@ def file_version(path: Path) -> str:
     return f"{Path(path).name}@sha256:{digest}"
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
+def softmax(logits: NDArray[np.floating[Any]]) -> NDArray[np.floating[Any]]:
     """Probabilities along the last axis (classes per row, or characters per place)."""
     e = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
