@@ -14,7 +14,7 @@ from roadsigns.ocr.reader import SPEED_CLASSES, SignReader, text_matches_class
 from roadsigns.ocr.service import read_job
 from roadsigns.ocr.shape import shape_category, shape_cue
 from roadsigns.shared import classes, openset
-from roadsigns.shared.schemas import Detection, OcrRequest, SignResult
+from roadsigns.shared.schemas import Detection, DetectResult, SignResult
 
 CROPS = sorted((Path(__file__).parent / "data" / "crops").glob("*.png"))
 
@@ -170,7 +170,7 @@ def _detection(crop: np.ndarray, class_id: int, probability: float, detector: fl
 
 
 def _ocr(reader: SignReader, *detections: Detection, min_confidence: float = 0.0) -> list[SignResult]:
-    request = OcrRequest(
+    request = DetectResult(
         job_id="open-set",
         submitted_at=0,
         detections=list(detections),

@@ -20,7 +20,7 @@ from roadsigns.shared.db.migrate import alembic_config, upgrade
 from roadsigns.shared.db.models import Job, Sign
 from roadsigns.shared.db.session import session_scope
 from roadsigns.shared.db.views import job_to_out
-from roadsigns.shared.schemas import DetectRequest, FinishRequest, JobStatus, SignResult
+from roadsigns.shared.schemas import DetectRequest, JobResult, JobStatus, SignResult
 from roadsigns.tracker import service
 from tests.stack import PG_ADMIN
 
@@ -47,7 +47,7 @@ def _job(engine: Engine, status: JobStatus = JobStatus.QUEUED) -> str:
     return job_id
 
 
-def _finish_request(job_id: str, n: int) -> FinishRequest:
+def _finish_request(job_id: str, n: int) -> JobResult:
     ok, png = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))
     crop = base64.b64encode(png.tobytes()).decode()
     signs = [
@@ -63,7 +63,7 @@ def _finish_request(job_id: str, n: int) -> FinishRequest:
         )
         for i in range(n)
     ]
-    return FinishRequest(
+    return JobResult(
         job_id=job_id,
         submitted_at=0,
         signs=signs,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import redis
 
-STAGE_NAMES = {"detect": "the detector", "ocr": "the OCR reader"}
 TTL_S = 24 * 3600
 
 
@@ -32,11 +31,8 @@ def count(client: redis.Redis, stage: str, job_id: str) -> int:
     return int(delivered)
 
 
-def poison_reason(stage: str, crashes: int) -> str:
-    return (
-        f"{STAGE_NAMES.get(stage, stage)} crashed on this photo {crashes} times "
-        "(its process died mid-task each time); it was not tried again"
-    )
+def poison_reason(who: str, crashes: int) -> str:
+    return f"{who} crashed on this photo {crashes} times (its process died mid-task each time); it was not tried again"
 
 
 class DeliveryCounter:
@@ -46,11 +42,12 @@ class DeliveryCounter:
         self.broker_url, self.max_deliveries = broker_url, max_deliveries
         self._client: redis.Redis | None = None
 
-    def poisoned(self, stage: str, job_id: str) -> str | None:
-        """The reason to give up on this job, when earlier deliveries of this stage all died."""
+    def poisoned(self, stage: str, job_id: str, who: str) -> str | None:
+        """The reason to give up on this job, when earlier deliveries of this stage all died; `who`
+        names the stage in it ("the detector")."""
         if self._client is None:
             self._client = redis.Redis.from_url(self.broker_url, socket_timeout=5)
         delivered = count(self._client, stage, job_id)
         if delivered > self.max_deliveries:
-            return poison_reason(stage, delivered - 1)
+            return poison_reason(who, delivered - 1)
         return None

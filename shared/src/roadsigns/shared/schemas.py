@@ -29,11 +29,19 @@ STATUS_RANK = {
 TERMINAL = {JobStatus.DONE, JobStatus.FAILED}
 
 
-class DetectRequest(BaseModel):
+class JobMessage(BaseModel):
+    """What every message between the stages carries: the job, and the attempt it belongs to (the
+    reconciler re-sends a lost job as attempt + 1; a message of an earlier attempt changes nothing)."""
+
     job_id: str
+    attempt: int = 1
+
+
+class DetectRequest(JobMessage):
+    """The pipeline's first message, sent by the gateway and the reconciler."""
+
     blob_key: str
     submitted_at: float  # unix seconds when the gateway enqueued it
-    attempt: int = 1
 
 
 class Detection(BaseModel):
@@ -53,9 +61,9 @@ class Detection(BaseModel):
     crop_png_b64: str
 
 
-class OcrRequest(BaseModel):
-    job_id: str
-    attempt: int = 1
+class DetectResult(JobMessage):
+    """The detect stage's result: the proposals it keeps, crops inline."""
+
     submitted_at: float
     detections: list[Detection]
     timings_ms: dict[str, float]
@@ -78,14 +86,15 @@ class SignResult(BaseModel):
     class_source: ClassSource = "classifier"  # what named the sign: the classifier, the reading, or only the shape
 
 
-class FinishRequest(BaseModel):
-    job_id: str
-    attempt: int = 1
+class JobResult(JobMessage):
+    """A job's result, as the OCR stage leaves it: the reported signs, named, with their crops."""
+
     submitted_at: float
     signs: list[SignResult]
     crops_png_b64: list[str]
     timings_ms: dict[str, float]
     model_versions: dict[str, str]
+    image_size: list[int] = Field(default_factory=list)
 
 
 class SignOut(SignResult):

@@ -1,4 +1,5 @@
-"""The whole pipeline in one process, through the very functions the workers call."""
+"""The whole pipeline in one process: the workers' stage list (roadsigns.shared.pipeline) and their
+functions, without a broker, a database or a blob store."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ import numpy as np
 
 from roadsigns.detector.service import build_detector, detect_job
 from roadsigns.ocr.reader import SignReader
-from roadsigns.ocr.service import decode_crop, name_sign, read_job
-from roadsigns.ocr.shape import shape_cue
-from roadsigns.shared.schemas import DetectRequest, SignResult
+from roadsigns.ocr.service import name_unread, read_job
+from roadsigns.shared import pipeline
+from roadsigns.shared.schemas import DetectRequest, DetectResult, JobResult, SignResult
 from roadsigns.shared.settings import Settings
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".webp", ".tif", ".tiff"}
@@ -65,26 +66,20 @@ class Pipeline:
     def analyze(self, data: bytes, job_id: str = "local", min_confidence: float | None = None) -> Analysis:
         """`min_confidence` None: the settings' reporting threshold; 0: every proposal."""
         t0 = time.perf_counter()
-        ocr_request = detect_job(
-            DetectRequest(job_id=job_id, blob_key="-", submitted_at=time.time()),
-            data,
-            self.detector,
-            min_confidence,
-            self.min_class_probability,
-        )
-        if self.reader is None:  # named without a reading: by the classifier, else by shape
-            named = (
-                name_sign(d, None, shape_cue(decode_crop(d.crop_png_b64)), self.min_class_probability)
-                for d in ocr_request.detections
-            )
-            signs = [s for s in named if s.confidence >= ocr_request.min_confidence]
-            timings = dict(ocr_request.timings_ms)
-        else:
-            finished = read_job(ocr_request, self.reader)
-            signs, timings = finished.signs, dict(finished.timings_ms)
+
+        def detect(request: DetectRequest) -> DetectResult:  # the photo is `data`, not a stored blob
+            return detect_job(request, data, self.detector, min_confidence, self.min_class_probability)
+
+        def ocr(request: DetectResult) -> JobResult:  # without readers: named by the classifier, else by shape
+            return read_job(request, self.reader) if self.reader else name_unread(request, self.min_class_probability)
+
+        entry = DetectRequest(job_id=job_id, blob_key="-", submitted_at=time.time())  # no blob: `detect` has the photo
+        result = pipeline.run_in_process(entry, {pipeline.DETECT.name: detect, pipeline.OCR.name: ocr})
+        assert isinstance(result, JobResult), result  # the tracker's finish is the next stage: not run here
+        timings = dict(result.timings_ms)
         timings.pop("queue_wait_ms", None)
         timings["total_ms"] = (time.perf_counter() - t0) * 1000
-        return Analysis(signs, timings, ocr_request.model_versions, ocr_request.image_size)
+        return Analysis(result.signs, timings, result.model_versions, result.image_size)
 
 
 def annotate(data: bytes, signs: list[SignResult]) -> np.ndarray:

@@ -12,7 +12,7 @@ from roadsigns.detector import backends
 from roadsigns.detector.model import SignDetector
 from roadsigns.shared import classes, openset
 from roadsigns.shared.metrics import MODEL_INFO, MODEL_LOAD_SECONDS
-from roadsigns.shared.schemas import Detection, DetectRequest, OcrRequest
+from roadsigns.shared.schemas import Detection, DetectRequest, DetectResult
 from roadsigns.shared.settings import Settings, get_settings
 
 
@@ -69,8 +69,8 @@ def detect_job(
     detector: SignDetector,
     min_confidence: float | None = None,
     min_class_probability: float | None = None,
-) -> OcrRequest:
-    """Find and classify the signs in one photo; the result is the OCR stage's input.
+) -> DetectResult:
+    """Find and classify the signs in one photo.
 
     `min_confidence` overrides the detector's reporting threshold (the evaluation asks for 0).
     A proposal is kept when the confidence the OCR stage could give it reaches the threshold
@@ -103,7 +103,7 @@ def detect_job(
             )
         )
     timings = {"queue_wait_ms": max(0.0, (started - request.submitted_at) * 1000), **out.timings_ms}
-    return OcrRequest(
+    return DetectResult(
         job_id=request.job_id,
         attempt=request.attempt,
         submitted_at=request.submitted_at,

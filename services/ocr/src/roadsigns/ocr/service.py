@@ -11,7 +11,7 @@ import numpy as np
 from roadsigns.ocr.reader import Reading, SignReader, text_matches_class
 from roadsigns.ocr.shape import ShapeCue, shape_cue
 from roadsigns.shared import classes, openset
-from roadsigns.shared.schemas import Detection, FinishRequest, OcrRequest, SignResult
+from roadsigns.shared.schemas import Detection, DetectResult, JobResult, SignResult
 
 
 def decode_crop(b64: str) -> np.ndarray:
@@ -94,7 +94,7 @@ def name_sign(d: Detection, reading: Reading | None, cue: ShapeCue, min_class_pr
     )
 
 
-def read_job(request: OcrRequest, reader: SignReader) -> FinishRequest:
+def read_job(request: DetectResult, reader: SignReader) -> JobResult:
     """Read and name every detection; report those whose final confidence reaches the request's threshold.
 
     A detection under the threshold unless a reading names it is dropped unread when it does
@@ -117,12 +117,35 @@ def read_job(request: OcrRequest, reader: SignReader) -> FinishRequest:
         signs.append(sign)
         crops.append(d.crop_png_b64)
     timings = {**request.timings_ms, "ocr_ms": (time.perf_counter() - t0) * 1000}
-    return FinishRequest(
+    return _result(request, signs, crops, timings, {**request.model_versions, "ocr": reader.version})
+
+
+def name_unread(request: DetectResult, min_class_probability: float) -> JobResult:
+    """The OCR stage without readers (`roadsigns analyze --no-ocr`): each detection named by the
+    classifier, else by its shape; those reaching the request's threshold reported."""
+    signs, crops = [], []
+    for d in request.detections:
+        sign = name_sign(d, None, shape_cue(decode_crop(d.crop_png_b64)), min_class_probability)
+        if sign.confidence >= request.min_confidence:
+            signs.append(sign)
+            crops.append(d.crop_png_b64)
+    return _result(request, signs, crops, dict(request.timings_ms), dict(request.model_versions))
+
+
+def _result(
+    request: DetectResult,
+    signs: list[SignResult],
+    crops: list[str],
+    timings_ms: dict[str, float],
+    model_versions: dict[str, str],
+) -> JobResult:
+    return JobResult(
         job_id=request.job_id,
         attempt=request.attempt,
         submitted_at=request.submitted_at,
         signs=signs,
         crops_png_b64=crops,
-        timings_ms=timings,
-        model_versions={**request.model_versions, "ocr": reader.version},
+        timings_ms=timings_ms,
+        model_versions=model_versions,
+        image_size=request.image_size,
     )

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, delete, select, update
 from roadsigns.shared.blobstore import BlobStore
 from roadsigns.shared.db.models import Job, Sign
 from roadsigns.shared.db.session import session_scope
-from roadsigns.shared.schemas import STATUS_RANK, TERMINAL, DetectRequest, FinishRequest, JobStatus
+from roadsigns.shared.schemas import STATUS_RANK, TERMINAL, DetectRequest, JobResult, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class Finished:
     has_callback: bool = False
 
 
-def finish(engine: Engine, store: BlobStore, request: FinishRequest) -> Finished | None:
+def finish(engine: Engine, store: BlobStore, request: JobResult) -> Finished | None:
     """Write a job's signs and mark it done. A second delivery rewrites the same rows."""
     finished_at = now()
     with session_scope(engine) as s:

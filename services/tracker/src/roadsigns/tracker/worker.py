@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpcore
 import redis
@@ -19,10 +19,15 @@ from roadsigns.shared.callbacks import CallbackRefused
 from roadsigns.shared.db.session import get_engine
 from roadsigns.shared.logs import setup as setup_logging
 from roadsigns.shared.metrics import JOBS_FINISHED, SIGNS_FOUND, STAGE_SECONDS, serve_worker_metrics
-from roadsigns.shared.schemas import DetectRequest, FinishRequest, JobStatus
+from roadsigns.shared.perchild import PerChild
+from roadsigns.shared.pipeline import StageFailed, StageStarted
+from roadsigns.shared.schemas import DetectRequest, JobResult
 from roadsigns.shared.settings import get_settings
 from roadsigns.shared.tasks import Queue, TaskName, make_celery
 from roadsigns.tracker import retention, service, webhooks
+
+if TYPE_CHECKING:
+    from roadsigns.tracker.mlflow_log import JobLogger
 
 settings = get_settings()
 log = setup_logging("tracker")
@@ -32,20 +37,19 @@ app.conf.beat_schedule = {
 }
 if settings.retention_days:
     app.conf.beat_schedule["retention"] = {"task": str(TaskName.RETENTION), "schedule": settings.retention_every_s}
-_job_logger = None
 
 
 def engine():
     return get_engine(settings.database_url, "roadsigns-tracker")
 
 
-def job_logger():
-    global _job_logger
-    if _job_logger is None and settings.mlflow_tracking_uri:
-        from roadsigns.tracker.mlflow_log import JobLogger
+def _job_logger() -> JobLogger:
+    from roadsigns.tracker.mlflow_log import JobLogger
 
-        _job_logger = JobLogger(settings.mlflow_tracking_uri, settings.mlflow_experiment)
-    return _job_logger
+    return JobLogger(settings.mlflow_tracking_uri, settings.mlflow_experiment)
+
+
+job_logger = PerChild(_job_logger)  # built by the first MLflow task of each child, never warmed: MLflow is optional
 
 
 @worker_init.connect
@@ -53,9 +57,18 @@ def _serve_metrics(**_: Any) -> None:
     serve_worker_metrics(settings.metrics_port)
 
 
+def _legacy(payload: dict[str, Any] | str, field: str, rest: tuple[Any, ...]) -> dict[str, Any]:
+    """A message as a dict; a worker of the previous release, during a rolling upgrade, still sends
+    (job_id, status or error, attempt) by position."""
+    if isinstance(payload, dict):
+        return payload
+    return {"job_id": payload, field: rest[0], "attempt": rest[1] if len(rest) > 1 else 1, "stage": "?"}
+
+
 @app.task(name=TaskName.TRACK_STAGE)
-def stage(job_id: str, status: str, attempt: int = 1) -> None:
-    service.mark_stage(engine(), job_id, JobStatus(status), attempt)
+def stage(payload: dict[str, Any] | str, *legacy: Any) -> None:
+    started = StageStarted.model_validate(_legacy(payload, "status", legacy))
+    service.mark_stage(engine(), started.job_id, started.status, started.attempt)
 
 
 def _notify(job_id: str) -> None:
@@ -63,16 +76,17 @@ def _notify(job_id: str) -> None:
 
 
 @app.task(name=TaskName.TRACK_FAIL)
-def fail(job_id: str, error: str, attempt: int = 1) -> None:
-    if service.fail(engine(), job_id, error, attempt):
+def fail(payload: dict[str, Any] | str, *legacy: Any) -> None:
+    failed = StageFailed.model_validate(_legacy(payload, "error", legacy))
+    if service.fail(engine(), failed.job_id, failed.error, failed.attempt):
         JOBS_FINISHED.labels("failed").inc()
-        log.warning("job %s failed: %s", job_id, error)
-        _notify(job_id)
+        log.warning("job %s failed in %s: %s", failed.job_id, failed.stage, failed.error)
+        _notify(failed.job_id)
 
 
 @app.task(name=TaskName.TRACK_FINISH)
 def finish(payload: dict[str, Any]) -> None:
-    request = FinishRequest.model_validate(payload)
+    request = JobResult.model_validate(payload)
     done = service.finish(engine(), BlobStore(settings.blob_dir), request)
     if done is None or not done.first_time:
         return

@@ -1,0 +1,176 @@
+"""The pipeline as one object: the stage list, the messages around it, and the task every stage runs in.
+
+A job goes detect → ocr → finish. Each stage is a plain function from its input message to
+its result (`detect_job`, `read_job`); it does not know which stage comes next. This module
+does: `next_stage` routes a result to the stage that takes it, `stage_task` turns a stage's
+function into its Celery task, and `run_in_process` runs the same list in one process (the
+CLI). The tracker's `finish` is the last stage: it writes the result to Postgres.
+
+Adding a stage between two others: a `Stage` in `STAGES` (with its task name and route in
+`tasks.py`), its function, and a worker module calling `stage_task`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery, Task
+from celery.exceptions import TimeLimitExceeded
+
+from roadsigns.shared.deliveries import DeliveryCounter
+from roadsigns.shared.metrics import STAGE_SECONDS, TASK_FAILURES
+from roadsigns.shared.schemas import DetectRequest, DetectResult, JobMessage, JobResult, JobStatus
+from roadsigns.shared.settings import Settings
+from roadsigns.shared.tasks import TaskName
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  # the delivery counter's key and the metrics' label
+    task: TaskName
+    takes: type[JobMessage]  # the message it runs on: the previous stage's result
+    who: str  # how a failure names it: "the detector took longer than its time limit"
+    error_prefix: str  # "detector: ImageUnreadable: ..."
+    status: JobStatus | None = None  # the job's status while it runs; None: no progress mark
+    timings: tuple[str, ...] = ()  # its keys in the result's timings_ms ("detect" for detect_ms), observed as metrics
+
+
+DETECT = Stage(
+    "detect",
+    TaskName.DETECT,
+    DetectRequest,
+    "the detector",
+    "detector",
+    JobStatus.DETECTING,
+    ("queue_wait", "detect", "classify"),
+)
+OCR = Stage("ocr", TaskName.OCR, DetectResult, "the OCR reader", "ocr", JobStatus.READING, ("ocr",))
+FINISH = Stage("finish", TaskName.TRACK_FINISH, JobResult, "the tracker", "tracker")
+STAGES = (DETECT, OCR, FINISH)
+
+
+class StageStarted(JobMessage):
+    """A stage began work on the job: move its status forward (never back)."""
+
+    stage: str
+    status: JobStatus
+
+
+class StageFailed(JobMessage):
+    """A stage gave up on the job; `error` is what the API shows."""
+
+    stage: str
+    error: str
+
+
+def stage_named(name: str) -> Stage:
+    return next(s for s in STAGES if s.name == name)
+
+
+def next_stage(stage: Stage) -> Stage | None:
+    """The stage that takes this one's result; None after the last."""
+    i = STAGES.index(stage)
+    return STAGES[i + 1] if i + 1 < len(STAGES) else None
+
+
+def send(app: Celery, stage: Stage, message: JobMessage) -> None:
+    """Send `message` to `stage`, which must take that type."""
+    if not isinstance(message, stage.takes):
+        raise TypeError(f"stage {stage.name} takes {stage.takes.__name__}, not {type(message).__name__}")
+    app.send_task(stage.task, args=[message.model_dump(mode="json")])
+
+
+def send_started(app: Celery, stage: Stage, request: JobMessage) -> None:
+    if stage.status is not None:
+        message = StageStarted(job_id=request.job_id, attempt=request.attempt, stage=stage.name, status=stage.status)
+        app.send_task(TaskName.TRACK_STAGE, args=[message.model_dump(mode="json")])
+
+
+def send_failed(app: Celery, stage: Stage, request: JobMessage, error: str) -> None:
+    message = StageFailed(job_id=request.job_id, attempt=request.attempt, stage=stage.name, error=error)
+    app.send_task(TaskName.TRACK_FAIL, args=[message.model_dump(mode="json")])
+
+
+def run_in_process(request: JobMessage, steps: Mapping[str, Callable[[Any], JobMessage]]) -> JobMessage:
+    """Run the stages in order in this process, from the one that takes `request`, each on the one
+    before's result, as long as `steps` has a function for the stage; return the last result."""
+    stage: Stage | None = next(s for s in STAGES if type(request) is s.takes)
+    message = request
+    while stage is not None and stage.name in steps:
+        message = steps[stage.name](message)
+        stage = next_stage(stage)
+    return message
+
+
+class StageTask(Task):
+    """The Celery task class of every stage; `stage` is set per task by `stage_task`."""
+
+    stage: Stage
+
+    def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        """Celery calls this in the parent when the hard time limit killed the child: say so on the
+        job (the message is acknowledged, so nothing else would)."""
+        if isinstance(exc, TimeLimitExceeded) and args:
+            request = JobMessage.model_validate(args[0])
+            limit = self.time_limit or self.app.conf.task_time_limit
+            send_failed(
+                self.app,
+                self.stage,
+                request,
+                f"{self.stage.who} took longer than its time limit ({limit} s) on this photo",
+            )
+
+
+def stage_task(
+    app: Celery,
+    stage: Stage,
+    run: Callable[[Any], JobMessage],
+    settings: Settings,
+    log: logging.Logger,
+    expected: tuple[type[Exception], ...] = (),
+) -> Task:
+    """The Celery task that runs `run` (the stage's plain function) on each of the stage's messages.
+
+    In order: count the delivery and drop a poisoned job (earlier deliveries killed their
+    process, roadsigns.shared.deliveries); mark the stage started; run; on an exception, count
+    it and fail the job, naming the stage (an `expected` one without a traceback: a bad photo,
+    not a bug); observe the stage's timings; send the result to the next stage. A hard time
+    limit fails the job too (StageTask.on_failure).
+    """
+    deliveries = DeliveryCounter(settings.broker_url, settings.max_deliveries)
+    after = next_stage(stage)
+    if after is None:
+        raise ValueError(f"{stage.name} is the last stage: it has no result to send on")
+
+    def task(payload: dict[str, Any]) -> None:
+        request = stage.takes.model_validate(payload)
+        poisoned = deliveries.poisoned(stage.name, request.job_id, stage.who)
+        if poisoned:  # earlier deliveries killed their process: fail the job, drop the message
+            TASK_FAILURES.labels(stage.name).inc()
+            log.error("job %s: %s", request.job_id, poisoned)
+            send_failed(app, stage, request, poisoned)
+            return
+        send_started(app, stage, request)
+        try:
+            result = run(request)
+        except expected as exc:
+            TASK_FAILURES.labels(stage.name).inc()
+            send_failed(app, stage, request, f"{stage.error_prefix}: {exc}")
+            return
+        except Exception as exc:
+            TASK_FAILURES.labels(stage.name).inc()
+            log.exception("job %s: %s failed", request.job_id, stage.name)
+            send_failed(app, stage, request, f"{stage.error_prefix}: {type(exc).__name__}: {exc}")
+            return
+        timings = getattr(result, "timings_ms", {})
+        for key in stage.timings:
+            if f"{key}_ms" in timings:
+                STAGE_SECONDS.labels(key).observe(timings[f"{key}_ms"] / 1000)
+        send(app, after, result)
+
+    task.__name__ = task.__qualname__ = stage.name
+    task.__doc__ = f"The {stage.name} stage: {run.__doc__ or run.__name__}"
+    return app.task(name=str(stage.task), base=StageTask, stage=stage)(task)
