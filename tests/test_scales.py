@@ -41,6 +41,28 @@ def test_merge_keeps_the_better_box_of_a_sign_both_passes_saw() -> None:
     assert boxes[1].tolist() == [12, 11, 51, 49]
 
 
+def test_coarse_pass_reports_only_large_signs() -> None:
+    """At 384/1360 a 100 px sign is 28 px in the coarse input: the fine pass's business."""
+    boxes = np.array([[0, 0, 100, 90], [0, 0, 140, 120], [0, 0, 30, 600]], np.float32)
+    kept, scores = scales.large_only(boxes, np.array([0.9, 0.5, 0.4], np.float32), 384 / 1360)
+    assert kept.tolist() == boxes[1:].tolist() and scores.tolist() == pytest.approx([0.5, 0.4])
+
+
+def test_a_gtsdb_frame_costs_the_coarse_pass_no_extra_crops() -> None:
+    """On a dashcam frame (signs 16-130 px) the coarse pass adds no proposal of its own: every
+    box comes from the fine pass, so the classifier sees no more crops than without it."""
+    from roadsigns.detector.model import SignDetector
+
+    detector = SignDetector(backend="onnx")
+    for photo in sorted(PHOTOS.glob("*.jpg")):
+        image = cv2.imread(str(photo))
+        fine_pass, coarse_pass = detector.passes(*image.shape[:2])
+        fine, _ = detector._localise_at(image, *fine_pass)
+        assert len(detector._localise_at(image, *coarse_pass)[0]) > 0  # the coarse pass did find things
+        boxes, _ = detector.localise(image)
+        assert {tuple(b) for b in boxes.tolist()} <= {tuple(b) for b in fine.tolist()}, photo.name
+
+
 def test_merge_of_nothing() -> None:
     boxes, scores = scales.merge([np.zeros((0, 4), np.float32)] * 2, [np.zeros(0, np.float32)] * 2)
     assert boxes.shape == (0, 4) and scores.shape == (0,)

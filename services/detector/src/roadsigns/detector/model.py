@@ -110,7 +110,13 @@ class SignDetector:
 
     def localise(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Boxes (N x 4, xyxy in image pixels) and localiser scores, best first, over every pass."""
-        found = [self._localise_at(image_bgr, h, w) for h, w in self.passes(*image_bgr.shape[:2])]
+        height, width = image_bgr.shape[:2]
+        found = []
+        for i, (h, w) in enumerate(self.passes(height, width)):
+            boxes, scores = self._localise_at(image_bgr, h, w)
+            if i > 0:  # a coarse pass: only the large signs the fine pass may have missed
+                boxes, scores = scales.large_only(boxes, scores, min(h / height, w / width))
+            found.append((boxes, scores))
         return scales.merge([b for b, _ in found], [s for _, s in found])
 
     def _localise_at(self, image_bgr: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
