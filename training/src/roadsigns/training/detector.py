@@ -1,9 +1,10 @@
 """Fine-tune the YOLO sign localiser: native-resolution GTSDB tiles, then pictures of every scale.
 
-Two stages share this code (training/config.yaml): `detector` fine-tunes the COCO start
+Three stages share this code (training/config.yaml): `detector` fine-tunes the COCO start
 weights on native-resolution tiles of GTSDB photos (small dashcam signs); `detector_scale`
 continues from that result on the same tiles plus zoomed views and pasted signs
-(`scenes.py`), so that a sign filling a phone photo is found as well as a 16 px one.
+(`scenes.py`), so that a sign filling a phone photo is found as well as a 16 px one;
+`detector_refine` continues once more on freshly drawn pictures at a lower learning rate.
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def train(data_yaml: Path, cfg: dict[str, Any], work: Path, resume: Path | None 
         model.train(resume=True, device=cfg.get("device", "cpu"))
         return _outputs(model)
     model = YOLO(str(resolve_weights(cfg["start_weights"])))
-    augment = {k: cfg[k] for k in ("mosaic", "scale", "degrees", "perspective", "close_mosaic") if k in cfg}
+    tunable = ("mosaic", "scale", "degrees", "perspective", "close_mosaic", "optimizer", "lr0", "warmup_epochs")
+    augment = {k: cfg[k] for k in tunable if k in cfg}
     model.train(
         data=str(data_yaml),
         imgsz=cfg["imgsz"],

@@ -110,8 +110,8 @@ def write_heldout(data: dict[str, Any], out: Path) -> dict[str, Any]:
     }
 
 
-# The localiser trains in two stages, in this order (see training/detector.py).
-DETECTOR_STAGES = ("detector", "detector_scale")
+# The localiser trains in three stages, in this order (see training/detector.py).
+DETECTOR_STAGES = ("detector", "detector_scale", "detector_refine")
 STAGES = (*DETECTOR_STAGES, "classifier", "digits", "words", "register", "heldout")
 
 
@@ -120,13 +120,15 @@ def train_detector_stage(
 ) -> dict[str, Any]:
     """One localiser stage: its data set, ultralytics training, then detector.pt and its ONNX export.
 
-    Each stage writes the shipped `detector.pt`; `detector_scale` starts from the one
-    `detector` wrote. `resume` continues an interrupted run of this stage from its last.pt.
+    Each stage writes the shipped `detector.pt`; a stage whose `start_weights` is
+    `previous` starts from the one the stage before wrote, and draws its tiles and pictures
+    with `seed_offset` added to the data seed (the photo split itself never changes).
+    `resume` continues an interrupted run of this stage from its last.pt.
     """
     import mlflow
 
     data = cfg["data"]
-    seed = int(data["seed"])
+    seed = int(data["seed"]) + int(cfg[stage].get("seed_offset", 0))
     images_dir = Path(data["gtsdb_images"])
     gt = read_gt(Path(data["gtsdb_gt"]))
     train_names, val_names = photo_split(data)
@@ -297,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--stages",
-        default="detector,detector_scale,classifier,digits,words,register",
+        default="detector,detector_scale,detector_refine,classifier,digits,words,register",
         help=f"comma-separated subset of {','.join(STAGES)} "
         "(heldout alone writes the evaluation set into WORK_DIR/heldout and trains nothing)",
     )
