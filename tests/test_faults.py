@@ -14,11 +14,14 @@ from collections.abc import Iterator
 import httpx
 import psutil
 import pytest
+import redis
 from sqlalchemy import create_engine, text
 
+from roadsigns.shared.deliveries import key as delivery_key
 from tests.conftest import PHOTOS, wait_for_job
 from tests.servers import PrivatePostgres, PrivateRedis
 from tests.stack import Stack, wait_until
+from tests.test_poison import _large_photo
 
 PHOTO = (PHOTOS / "00330.jpg").read_bytes()
 
@@ -88,8 +91,14 @@ def pool_children(stack: Stack, pool: str) -> list[psutil.Process]:
     return psutil.Process(stack.procs[pool].pid).children(recursive=True)
 
 
-# The status a job shows while a task of this pool runs on it.
-RUNNING = {"detector": "detecting", "ocr": "reading"}
+# The stage a pool runs: its tasks count each delivery in Redis as they start (roadsigns.shared.deliveries).
+STAGE = {"detector": "detect", "ocr": "ocr"}
+
+
+def deliveries(stack: Stack, pool: str, ids: list[str]) -> int:
+    """How many tasks of this pool have started on these jobs, redeliveries included."""
+    counts = redis.Redis.from_url(stack.broker_url).mget([delivery_key(STAGE[pool], i) for i in ids])
+    return sum(int(c or 0) for c in counts)
 
 
 @pytest.mark.parametrize("pool", ["detector", "ocr", "tracker"])
@@ -99,15 +108,17 @@ def test_sigkill_worker_mid_task(faulty, pool: str) -> None:  # type: ignore[no-
     lost_before = log.read_text(errors="replace").count("WorkerLostError")
     with httpx.Client(base_url=stack.gateway_url, timeout=30) as client:
         ids = [submit(client) for _ in range(4)]
+        started = 0
         for _ in range(3):  # several kills, each while the pool is working on a job
-            if pool in RUNNING:
-                # The stage message is sent as the task starts: the task is running now.
+            if pool in STAGE:
+                # A task counts its delivery as it starts: one that started since the last kill is running now.
                 wait_until(
-                    lambda: any(client.get(f"/jobs/{i}").json()["status"] == RUNNING[pool] for i in ids),
+                    lambda before=started: deliveries(stack, pool, ids) > before,
                     120,
-                    f"a job in {RUNNING[pool]}",
-                    interval=0.05,
+                    f"a {STAGE[pool]} task to start",
+                    interval=0.01,
                 )
+                started = deliveries(stack, pool, ids)
             else:
                 time.sleep(0.3)  # tracker tasks last milliseconds: kill while jobs finish
             for child in pool_children(stack, pool):
@@ -115,8 +126,24 @@ def test_sigkill_worker_mid_task(faulty, pool: str) -> None:  # type: ignore[no-
             # Celery's parent forks a new child; wait for it before the next kill.
             wait_until(lambda: pool_children(stack, pool), 30, f"a new {pool} child")
         assert_done_exactly_once(stack, client, ids)
-    if pool in RUNNING:
+    if pool in STAGE:
         assert log.read_text(errors="replace").count("WorkerLostError") > lost_before, "no kill hit a task"
+
+
+def test_stage_progress_reaches_postgres_in_the_trackers_batches(faulty) -> None:  # type: ignore[no-untyped-def]
+    """No tracker task per stage: the detect task leaves its started mark in Redis, and beat's
+    progress task writes it while the (large, slow) photo is still being detected."""
+    stack, _, _ = faulty
+    with httpx.Client(base_url=stack.gateway_url, timeout=30) as client:
+        job_id = client.post("/jobs", files={"file": ("big.jpg", _large_photo(), "image/jpeg")}).json()["id"]
+        seen: list[str] = []
+        deadline = time.monotonic() + 300
+        while (not seen or seen[-1] not in ("done", "failed")) and time.monotonic() < deadline:
+            status = client.get(f"/jobs/{job_id}").json()["status"]
+            if not seen or seen[-1] != status:
+                seen.append(status)
+            time.sleep(0.05)
+    assert seen[-1] == "done" and "detecting" in seen, seen
 
 
 def test_jobs_survive_a_redis_restart(faulty) -> None:  # type: ignore[no-untyped-def]

@@ -123,13 +123,12 @@ def sent(url: str, queue: str) -> list[tuple[str, list[Any]]]:
     return out
 
 
-def apply_to_postgres(db: Engine, messages: list[tuple[str, list[Any]]]) -> None:
-    """What the tracker's stage and fail tasks do with these messages (roadsigns.tracker.worker)."""
-    for name, (payload,) in messages:
-        if name == TaskName.TRACK_STAGE:
-            started = StageStarted.model_validate(payload)
-            service.mark_stage(db, started.job_id, started.status, started.attempt)
-        elif name == TaskName.TRACK_FAIL:
+def apply_to_postgres(db: Engine, url: str) -> None:
+    """What the tracker does with what the stage tasks left: its `progress` task (beat) with the
+    started marks in Redis, its `fail` task with the StageFailed messages (roadsigns.tracker.worker)."""
+    service.mark_stages(db, pipeline.take_started(redis.Redis.from_url(url)))
+    for name, (payload,) in sent(url, "track"):
+        if name == TaskName.TRACK_FAIL:
             failed = StageFailed.model_validate(payload)
             service.fail(db, failed.job_id, failed.error, failed.attempt)
 
@@ -138,11 +137,40 @@ def test_a_stage_marks_its_status_and_sends_its_result_to_the_next_stage(broker:
     app = make_celery("probe", Settings(broker_url=broker))
     task = pipeline.stage_task(app, DETECT, detected, Settings(broker_url=broker), LOG)
     task(DetectRequest(job_id="d" * 32, blob_key="uploads/d.jpg", submitted_at=0).model_dump(mode="json"))
-    [(name, [started])] = sent(broker, "track")
-    assert name == TaskName.TRACK_STAGE
-    assert StageStarted.model_validate(started).status == JobStatus.DETECTING
+    # No tracker task for the mark: it waits in Redis for the tracker's next batch.
+    assert sent(broker, "track") == []
+    [started] = pipeline.take_started(redis.Redis.from_url(broker))
+    assert (started.job_id, started.stage, started.status) == ("d" * 32, "detect", JobStatus.DETECTING)
+    assert pipeline.take_started(redis.Redis.from_url(broker)) == []  # taken once
     [(name, [forwarded])] = sent(broker, "ocr")
     assert name == TaskName.OCR and DetectResult.model_validate(forwarded).detections == [DETECTION]
+
+
+def test_started_marks_reach_postgres_in_one_batch_forward_only_and_within_their_attempt(
+    broker: str,
+    engine: Engine,  # noqa: F811
+) -> None:
+    client = redis.Redis.from_url(broker)
+    fresh, done, retried = _job(engine), _job(engine, JobStatus.DONE), _job(engine)
+    with session_scope(engine) as s:
+        s.get(Job, retried).attempts = 2  # the reconciler re-sent it: attempt 1's marks are stale
+    for job_id, stage, attempt in [
+        (fresh, OCR, 1),
+        (fresh, DETECT, 1),  # late, after the OCR stage's: must not move the job back
+        (done, DETECT, 1),  # a redelivery after the result: must not reopen it
+        (retried, DETECT, 1),
+    ]:
+        with client.pipeline() as pipe:
+            pipeline.push_started(
+                pipe, stage, DetectRequest(job_id=job_id, blob_key="-", submitted_at=0, attempt=attempt)
+            )
+            pipe.execute()
+    client.rpush(pipeline.PROGRESS_KEY, b"not a mark")  # dropped, not the batch
+    marks = pipeline.take_started(client)
+    assert len(marks) == 4 and client.llen(pipeline.PROGRESS_KEY) == 0
+    assert service.mark_stages(engine, marks) == 1
+    assert (_status(engine, fresh), _status(engine, done), _status(engine, retried)) == ("reading", "done", "queued")
+    assert service.mark_stages(engine, marks) == 0  # the same batch again changes nothing
 
 
 def test_a_failing_stage_fails_the_job_naming_the_stage(broker: str, engine: Engine) -> None:  # noqa: F811
@@ -153,12 +181,11 @@ def test_a_failing_stage_fails_the_job_naming_the_stage(broker: str, engine: Eng
     task = pipeline.stage_task(app, OCR, broken, Settings(broker_url=broker), LOG)
     job_id = _job(engine)
     task(detected(DetectRequest(job_id=job_id, blob_key="-", submitted_at=0)).model_dump(mode="json"))
-    messages = sent(broker, "track")
-    assert [name for name, _ in messages] == [TaskName.TRACK_STAGE, TaskName.TRACK_FAIL]
-    assert StageFailed.model_validate(messages[1][1][0]).stage == "ocr"
+    [(name, [failed])] = sent(broker, "track")
+    assert name == TaskName.TRACK_FAIL and StageFailed.model_validate(failed).stage == "ocr"
     assert sent(broker, "ocr") == []
 
-    apply_to_postgres(engine, messages)
+    apply_to_postgres(engine, broker)
     assert _status(engine, job_id) == "failed"
     with session_scope(engine) as s:
         assert s.get(Job, job_id).error == "ocr: RuntimeError: the reader's session is gone"

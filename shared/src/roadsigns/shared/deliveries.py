@@ -13,7 +13,10 @@ The count is per job and stage, across the reconciler's attempts, and expires af
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import redis
+import redis.client
 
 TTL_S = 24 * 3600
 
@@ -22,12 +25,18 @@ def key(stage: str, job_id: str) -> str:
     return f"roadsigns:deliveries:{stage}:{job_id}"
 
 
-def count(client: redis.Redis, stage: str, job_id: str) -> int:
-    """Count this delivery; return how many there have been, this one included."""
+Also = Callable[[redis.client.Pipeline], object]
+
+
+def count(client: redis.Redis, stage: str, job_id: str, also: Also | None = None) -> int:
+    """Count this delivery; return how many there have been, this one included. `also` adds
+    commands of the caller's to the same round trip."""
     with client.pipeline() as pipe:
         pipe.incr(key(stage, job_id))
         pipe.expire(key(stage, job_id), TTL_S)
-        delivered, _ = pipe.execute()
+        if also is not None:
+            also(pipe)
+        delivered = pipe.execute()[0]
     return int(delivered)
 
 
@@ -42,12 +51,12 @@ class DeliveryCounter:
         self.broker_url, self.max_deliveries = broker_url, max_deliveries
         self._client: redis.Redis | None = None
 
-    def poisoned(self, stage: str, job_id: str, who: str) -> str | None:
+    def poisoned(self, stage: str, job_id: str, who: str, also: Also | None = None) -> str | None:
         """The reason to give up on this job, when earlier deliveries of this stage all died; `who`
-        names the stage in it ("the detector")."""
+        names the stage in it ("the detector"). `also`: as for `count`."""
         if self._client is None:
             self._client = redis.Redis.from_url(self.broker_url, socket_timeout=5)
-        delivered = count(self._client, stage, job_id)
+        delivered = count(self._client, stage, job_id, also)
         if delivered > self.max_deliveries:
             return poison_reason(who, delivered - 1)
         return None

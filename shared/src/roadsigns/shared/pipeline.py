@@ -17,8 +17,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+import redis.client
 from celery import Celery, Task
 from celery.exceptions import TimeLimitExceeded
+from pydantic import ValidationError
 
 from roadsigns.shared.deliveries import DeliveryCounter
 from roadsigns.shared.metrics import STAGE_SECONDS, TASK_FAILURES
@@ -53,7 +56,8 @@ STAGES = (DETECT, OCR, FINISH)
 
 
 class StageStarted(JobMessage):
-    """A stage began work on the job: move its status forward (never back)."""
+    """A stage began work on the job: move its status forward (never back). Stage tasks leave
+    these in Redis (`PROGRESS_KEY`), for the tracker to write in batches (`take_started`)."""
 
     stage: str
     status: JobStatus
@@ -83,10 +87,37 @@ def send(app: Celery, stage: Stage, message: JobMessage) -> None:
     app.send_task(stage.task, args=[message.model_dump(mode="json")])
 
 
-def send_started(app: Celery, stage: Stage, request: JobMessage) -> None:
+# Stage progress goes to Postgres without a tracker task per stage: each stage task pushes its
+# StageStarted onto this list in the round trip that counts its delivery, and the tracker's
+# `progress` task (beat, every ROADSIGNS_PROGRESS_EVERY_S) writes them all in one transaction.
+# A mark only ever moves a status forward, within its attempt: one lost (a Redis restart, a
+# tracker killed mid-batch), repeated or late changes no result, which only `finish` writes.
+PROGRESS_KEY = "roadsigns:progress"
+PROGRESS_CAP = 100_000  # the newest marks kept while nothing drains the list (beat down)
+
+
+def push_started(pipe: redis.client.Pipeline, stage: Stage, request: JobMessage) -> None:
+    """Add the stage's started mark to a Redis pipeline (a stage without a status has none)."""
     if stage.status is not None:
-        message = StageStarted(job_id=request.job_id, attempt=request.attempt, stage=stage.name, status=stage.status)
-        app.send_task(TaskName.TRACK_STAGE, args=[message.model_dump(mode="json")])
+        mark = StageStarted(job_id=request.job_id, attempt=request.attempt, stage=stage.name, status=stage.status)
+        pipe.rpush(PROGRESS_KEY, mark.model_dump_json())
+        pipe.ltrim(PROGRESS_KEY, -PROGRESS_CAP, -1)
+
+
+def take_started(client: redis.Redis, limit: int = 5000) -> list[StageStarted]:
+    """Remove and return up to `limit` of the oldest marks, atomically: two tracker processes
+    never take the same one. One that does not parse is dropped, not the batch."""
+    with client.pipeline() as pipe:  # MULTI/EXEC
+        pipe.lrange(PROGRESS_KEY, 0, limit - 1)
+        pipe.ltrim(PROGRESS_KEY, limit, -1)
+        raw, _ = pipe.execute()
+    marks = []
+    for entry in raw:
+        try:
+            marks.append(StageStarted.model_validate_json(entry))
+        except ValidationError:
+            logging.getLogger(__name__).warning("progress mark dropped: %r", entry[:200])
+    return marks
 
 
 def send_failed(app: Celery, stage: Stage, request: JobMessage, error: str) -> None:
@@ -134,8 +165,9 @@ def stage_task(
 ) -> Task:
     """The Celery task that runs `run` (the stage's plain function) on each of the stage's messages.
 
-    In order: count the delivery and drop a poisoned job (earlier deliveries killed their
-    process, roadsigns.shared.deliveries); mark the stage started; run; on an exception, count
+    In order: count the delivery and, in the same Redis round trip, leave the stage's started
+    mark (`push_started`); drop a poisoned job (earlier deliveries killed their process,
+    roadsigns.shared.deliveries); run; on an exception, count
     it and fail the job, naming the stage (an `expected` one without a traceback: a bad photo,
     not a bug); observe the stage's timings; send the result to the next stage. A hard time
     limit fails the job too (StageTask.on_failure).
@@ -147,13 +179,14 @@ def stage_task(
 
     def task(payload: dict[str, Any]) -> None:
         request = stage.takes.model_validate(payload)
-        poisoned = deliveries.poisoned(stage.name, request.job_id, stage.who)
-        if poisoned:  # earlier deliveries killed their process: fail the job, drop the message
+        poisoned = deliveries.poisoned(
+            stage.name, request.job_id, stage.who, also=lambda pipe: push_started(pipe, stage, request)
+        )
+        if poisoned:  # earlier deliveries killed their process: fail the job (a mark cannot undo that), drop it
             TASK_FAILURES.labels(stage.name).inc()
             log.error("job %s: %s", request.job_id, poisoned)
             send_failed(app, stage, request, poisoned)
             return
-        send_started(app, stage, request)
         try:
             result = run(request)
         except expected as exc:

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     stale_after_s: int = 180
     max_attempts: int = 3
     reconcile_every_s: float = 30.0
+    # Stage progress (roadsigns.shared.pipeline): the stage tasks leave their started marks in Redis;
+    # beat has the tracker write them to Postgres this often, all in one transaction.
+    progress_every_s: float = Field(1.0, gt=0)
     # Poison jobs (roadsigns.shared.deliveries): a job whose detect or OCR task killed its worker
     # process this many times is failed on the next delivery, and that message dropped.
     max_deliveries: int = Field(3, ge=1)

@@ -23,7 +23,8 @@ class Queue(StrEnum):
 class TaskName(StrEnum):
     DETECT = "roadsigns.detect"
     OCR = "roadsigns.ocr"
-    TRACK_STAGE = "roadsigns.track.stage"
+    TRACK_STAGE = "roadsigns.track.stage"  # one StageStarted; stage tasks now batch theirs (TRACK_PROGRESS)
+    TRACK_PROGRESS = "roadsigns.track.progress"
     TRACK_FINISH = "roadsigns.track.finish"
     TRACK_FAIL = "roadsigns.track.fail"
     TRACK_MLFLOW = "roadsigns.track.mlflow"
@@ -36,6 +37,7 @@ ROUTES = {
     TaskName.DETECT: Queue.DETECT,
     TaskName.OCR: Queue.OCR,
     TaskName.TRACK_STAGE: Queue.TRACK,
+    TaskName.TRACK_PROGRESS: Queue.TRACK,
     TaskName.TRACK_FINISH: Queue.TRACK,
     TaskName.TRACK_FAIL: Queue.TRACK,
     TaskName.TRACK_MLFLOW: Queue.TRACK,

@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import logging
 import re
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from sqlalchemy import Engine, delete, select, update
 from roadsigns.shared.blobstore import BlobStore
 from roadsigns.shared.db.models import Job, Sign
 from roadsigns.shared.db.session import session_scope
+from roadsigns.shared.pipeline import StageStarted
 from roadsigns.shared.schemas import STATUS_RANK, TERMINAL, DetectRequest, JobResult, JobStatus
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,26 @@ def mark_stage(engine: Engine, job_id: str, status: JobStatus, attempt: int | No
             .values(status=status.value, updated_at=now())
         )
         return result.rowcount > 0
+
+
+def mark_stages(engine: Engine, marks: Iterable[StageStarted]) -> int:
+    """`mark_stage` for a batch of marks in one transaction, one UPDATE per status and attempt,
+    the furthest status first (a job marked twice in the batch moves once); returns how many
+    rows moved."""
+    groups: dict[tuple[JobStatus, int], set[str]] = defaultdict(set)
+    for mark in marks:
+        groups[(mark.status, mark.attempt)].add(mark.job_id)
+    moved = 0
+    with session_scope(engine) as s:
+        for (status, attempt), job_ids in sorted(groups.items(), key=lambda g: -STATUS_RANK[g[0][0]]):
+            behind = [st.value for st, rank in STATUS_RANK.items() if rank < STATUS_RANK[status]]
+            result = s.execute(
+                update(Job)
+                .where(Job.id.in_(sorted(job_ids)), Job.status.in_(behind), *_current(attempt))
+                .values(status=status.value, updated_at=now())
+            )
+            moved += result.rowcount
+    return moved
 
 
 def _current(attempt: int | None) -> list[Any]:

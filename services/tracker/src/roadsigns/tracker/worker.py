@@ -20,7 +20,7 @@ from roadsigns.shared.db.session import get_engine
 from roadsigns.shared.logs import setup as setup_logging
 from roadsigns.shared.metrics import JOBS_FINISHED, SIGNS_FOUND, STAGE_SECONDS, serve_worker_metrics
 from roadsigns.shared.perchild import PerChild
-from roadsigns.shared.pipeline import StageFailed, StageStarted
+from roadsigns.shared.pipeline import StageFailed, StageStarted, take_started
 from roadsigns.shared.schemas import DetectRequest, JobResult
 from roadsigns.shared.settings import get_settings
 from roadsigns.shared.tasks import Queue, TaskName, make_celery
@@ -34,6 +34,12 @@ log = setup_logging("tracker")
 app = make_celery("roadsigns-tracker", settings)
 app.conf.beat_schedule = {
     "reconcile": {"task": str(TaskName.RECONCILE), "schedule": settings.reconcile_every_s},
+    # Expires: while the tracker is down, the ticks that pile up are skipped, not all run.
+    "progress": {
+        "task": str(TaskName.TRACK_PROGRESS),
+        "schedule": settings.progress_every_s,
+        "options": {"expires": max(10.0, 10 * settings.progress_every_s)},
+    },
 }
 if settings.retention_days:
     app.conf.beat_schedule["retention"] = {"task": str(TaskName.RETENTION), "schedule": settings.retention_every_s}
@@ -50,6 +56,7 @@ def _job_logger() -> JobLogger:
 
 
 job_logger = PerChild(_job_logger)  # built by the first MLflow task of each child, never warmed: MLflow is optional
+broker = PerChild(lambda: redis.Redis.from_url(settings.broker_url, socket_timeout=5))
 
 
 @worker_init.connect
@@ -69,6 +76,14 @@ def _legacy(payload: dict[str, Any] | str, field: str, rest: tuple[Any, ...]) ->
 def stage(payload: dict[str, Any] | str, *legacy: Any) -> None:
     started = StageStarted.model_validate(_legacy(payload, "status", legacy))
     service.mark_stage(engine(), started.job_id, started.status, started.attempt)
+
+
+@app.task(name=TaskName.TRACK_PROGRESS)
+def progress() -> int:
+    """Write the started marks the stage tasks left in Redis, in one transaction (beat runs this
+    every ROADSIGNS_PROGRESS_EVERY_S); returns how many jobs moved."""
+    marks = take_started(broker())
+    return service.mark_stages(engine(), marks) if marks else 0
 
 
 def _notify(job_id: str) -> None:
