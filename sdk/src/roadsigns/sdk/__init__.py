@@ -17,7 +17,7 @@ from roadsigns.sdk.errors import (  # noqa: E402
     TransportError,
     WaitTimeout,
 )
-from roadsigns.sdk.models import Callback, Job, JobPage, JobStatus, Sign  # noqa: E402
+from roadsigns.sdk.models import Callback, Job, JobPage, JobStatus, Location, Sign  # noqa: E402
 from roadsigns.sdk.webhooks import WebhookError, verify_webhook  # noqa: E402
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "Job",
     "JobPage",
     "JobStatus",
+    "Location",
     "NotFound",
     "RateLimited",
     "Retry",

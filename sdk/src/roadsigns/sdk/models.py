@@ -21,6 +21,15 @@ class JobStatus(StrEnum):
 TERMINAL = frozenset({JobStatus.DONE, JobStatus.FAILED})
 
 
+class Location(BaseModel):
+    """Where the photo was taken (its EXIF GPS): degrees WGS84, metres, degrees from north."""
+
+    lat: float
+    lon: float
+    altitude_m: float | None = None
+    heading_deg: float | None = None
+
+
 class Sign(BaseModel):
     bbox: list[float]  # x1, y1, x2, y2 in pixels of the upright image
     class_id: int | None  # None: not one of the 43 classes
@@ -32,6 +41,7 @@ class Sign(BaseModel):
     text_matches_class: bool | None = None
     class_source: str = "classifier"
     crop_url: str | None = None
+    location: Location | None = None
 
 
 class Callback(BaseModel):
@@ -54,6 +64,7 @@ class Job(BaseModel):
     timings_ms: dict[str, float] | None = None
     model_versions: dict[str, str] | None = None
     callback: Callback | None = None
+    location: Location | None = None  # only for a photo with EXIF GPS
     links: dict[str, str] = {}
 
     @property
@@ -69,4 +80,10 @@ class JobPage(BaseModel):
 
 
 # SDK model -> the gateway's schema name in /openapi.json
-SCHEMAS: dict[type[BaseModel], str] = {Sign: "SignOut", Callback: "CallbackOut", Job: "JobOut", JobPage: "JobPage"}
+SCHEMAS: dict[type[BaseModel], str] = {
+    Location: "Location",
+    Sign: "SignOut",
+    Callback: "CallbackOut",
+    Job: "JobOut",
+    JobPage: "JobPage",
+}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -97,8 +98,19 @@ class JobResult(JobMessage):
     image_size: list[int] = Field(default_factory=list)
 
 
+class Location(BaseModel):
+    """Where the photo was taken, from its EXIF GPS (roadsigns.shared.exifgps): degrees WGS84;
+    metres above sea level and degrees clockwise from north where the photo says."""
+
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    altitude_m: float | None = None
+    heading_deg: float | None = None
+
+
 class SignOut(SignResult):
     crop_url: str | None = None
+    location: Location | None = None  # the photo's: a photo has one position for all its signs
 
 
 class CallbackOut(BaseModel):
@@ -124,6 +136,7 @@ class JobOut(BaseModel):
     timings_ms: dict[str, float] | None = None
     model_versions: dict[str, str] | None = None
     callback: CallbackOut | None = None  # only for a job submitted with a callback_url
+    location: Location | None = None  # only for a photo with EXIF GPS
     links: dict[str, str] = Field(default_factory=dict)
 
 
@@ -132,3 +145,34 @@ class JobPage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+# GET /inventory (roadsigns.shared.inventory builds it): GeoJSON, RFC 7946.
+
+
+class InventoryPoint(BaseModel):
+    type: Literal["Point"] = "Point"
+    coordinates: list[float] = Field(min_length=2, max_length=2, description="[lon, lat], degrees WGS84")
+
+
+class InventorySign(BaseModel):
+    class_id: int | None
+    class_name: str
+    text: str
+    sightings: int = Field(description="detections merged into this sign")
+    first_seen: datetime = Field(description="when its photos were taken (their GPS clock), else uploaded")
+    last_seen: datetime
+    job_ids: list[str] = Field(description="the jobs that saw it, oldest first")
+
+
+class InventoryFeature(BaseModel):
+    type: Literal["Feature"] = "Feature"
+    geometry: InventoryPoint
+    properties: InventorySign
+
+
+class Inventory(BaseModel):
+    """One feature per physical sign: sightings of one class and text close together, merged."""
+
+    type: Literal["FeatureCollection"] = "FeatureCollection"
+    features: list[InventoryFeature]

@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     # Serve /metrics on this port (workers, and the gateway, whose API port then has no /metrics:
     # it is not public). Unset: workers serve none, the gateway serves it on its API port.
     metrics_port: int | None = None
+    # GET /inventory and `roadsigns inventory` (roadsigns.shared.inventory): sightings of one
+    # class and text within this many metres of a sign's first sighting are that sign.
+    inventory_merge_m: float = Field(15.0, ge=0, le=1000)
 
     @field_validator("api_keys", "webhook_secrets", mode="before")
     @classmethod

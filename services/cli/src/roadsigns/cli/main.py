@@ -1,4 +1,5 @@
-"""`roadsigns analyze PATH...`, `roadsigns submit PATH... --url URL`, `roadsigns evaluate detection|classification`."""
+"""`roadsigns analyze PATH...`, `roadsigns submit PATH... --url URL`, `roadsigns inventory PHOTOS_DIR`,
+`roadsigns evaluate detection|classification`."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def _write_results(results: list[dict], output: Path | None) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from roadsigns.cli.pipeline import Pipeline, annotate
+    from roadsigns.cli.pipeline import Pipeline, annotate, photo_fix
 
     images = _images(args.paths)
     pipeline = Pipeline(_settings(args), ocr=not args.no_ocr)
@@ -64,7 +65,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         except ValueError as exc:  # an undecodable file: report it, keep going
             results.append({"file": str(path), "error": str(exc)})
             continue
-        results.append({"file": str(path), **analysis.as_json()})
+        results.append({"file": str(path), **analysis.as_json(photo_fix(data))})
         if args.annotate:
             import cv2
 
@@ -77,6 +78,7 @@ def job_as_analysis(job) -> dict:  # type: ignore[no-untyped-def]
     if job.status != "done":
         return {"error": job.error or f"job {job.id} {job.status}"}
     return {
+        "location": job.location.model_dump(mode="json") if job.location else None,
         "signs": [s.model_dump(mode="json", exclude={"crop_url"}) for s in job.signs or []],
         "timings_ms": {k: round(v, 1) for k, v in (job.timings_ms or {}).items()},
         "model_versions": job.model_versions or {},
@@ -114,6 +116,57 @@ def cmd_submit(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.url}: {exc}") from None
     results = [{"file": str(p), **found[p]} for p in images]
     return _write_results(results, args.output)
+
+
+def cmd_inventory(args: argparse.Namespace) -> int:
+    """GeoJSON (or CSV, for an OUTPUT ending .csv) of the physical signs in geotagged photos,
+    merged as GET /inventory merges them; `files` where the API says `job_ids`."""
+    from datetime import UTC, datetime
+
+    from tqdm import tqdm
+
+    from roadsigns.cli.pipeline import Pipeline, photo_fix
+    from roadsigns.shared import inventory
+
+    images = _images(args.paths)
+    settings = _settings(args)
+    merge_m = settings.inventory_merge_m if args.merge_m is None else args.merge_m
+    if merge_m < 0:
+        raise UsageError(f"--merge-m must not be negative (got {merge_m:g})")
+    located = [(path, fix) for path in images if (fix := photo_fix(path.read_bytes())) is not None]
+    if not located:
+        raise UsageError(f"none of the {len(images)} photos carries an EXIF GPS position")
+    pipeline = Pipeline(settings, ocr=not args.no_ocr)
+    sightings: list[inventory.Sighting] = []
+    failed = 0
+    for path, fix in tqdm(located, desc="inventory", unit="img", file=sys.stderr, disable=args.quiet):
+        try:
+            analysis = pipeline.analyze(path.read_bytes())
+        except ValueError as exc:  # an undecodable file: say so, keep going
+            print(f"roadsigns: {path}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        # When: the GPS clock's time (UTC), else the file's modification time.
+        seen_at = fix.taken_at or datetime.fromtimestamp(path.stat().st_mtime, UTC)
+        sightings += [
+            inventory.Sighting(fix.lat, fix.lon, s.class_id, s.class_name, s.text, seen_at, str(path))
+            for s in analysis.signs
+        ]
+    signs = inventory.merge(sightings, merge_m)
+    if args.output and args.output.suffix.lower() == ".csv":
+        text = inventory.to_csv(signs, sources_as="files")
+    else:
+        text = json.dumps(inventory.feature_collection(signs, sources_as="files"), indent=2) + "\n"
+    if args.output:
+        args.output.write_text(text)
+    else:
+        sys.stdout.write(text)
+    print(
+        f"roadsigns: {len(signs)} signs from {len(sightings)} sightings in {len(located) - failed} located photos"
+        f" ({len(images) - len(located)} without GPS skipped, within {merge_m:g} m merged)",
+        file=sys.stderr,
+    )
+    return 1 if failed else 0
 
 
 def cmd_eval_detection(args: argparse.Namespace) -> int:
@@ -222,6 +275,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--timeout", type=float, default=600, help="seconds to wait for all results (default 600)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_submit)
+
+    i = sub.add_parser("inventory", help="GeoJSON of the signs in geotagged photos (files or folders), one per sign")
+    i.add_argument("paths", nargs="+", type=Path, metavar="PHOTOS_DIR")
+    i.add_argument("--output", "-o", type=Path, help="write the GeoJSON here (CSV for a name ending .csv), not stdout")
+    i.add_argument(
+        "--merge-m", type=float, help="merge sightings this close, in metres (default ROADSIGNS_INVENTORY_MERGE_M, 15)"
+    )
+    common(i)
+    i.set_defaults(func=cmd_inventory)
 
     e = sub.add_parser("evaluate", help="measure accuracy on labelled data")
     esub = e.add_subparsers(dest="what", required=True)

@@ -3,6 +3,7 @@ functions, without a broker, a database or a blob store."""
 
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,11 +11,13 @@ from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from roadsigns.detector.service import build_detector, detect_job
 from roadsigns.ocr.reader import SignReader
 from roadsigns.ocr.service import name_unread, read_job
-from roadsigns.shared import pipeline
+from roadsigns.shared import exifgps, pipeline
+from roadsigns.shared.exifgps import Fix
 from roadsigns.shared.schemas import DetectRequest, DetectResult, JobResult, SignResult
 from roadsigns.shared.settings import Settings
 
@@ -41,13 +44,25 @@ class Analysis:
     model_versions: dict[str, str]
     image_size: list[int]
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self, fix: Fix | None = None) -> dict[str, Any]:
+        """As the API's job: `location` (the photo's EXIF GPS, else null) on the photo and each sign."""
+        location = fix.location() if fix else None
         return {
-            "signs": [s.model_dump(mode="json") for s in self.signs],
+            "location": location,
+            "signs": [{**s.model_dump(mode="json"), "location": location} for s in self.signs],
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
             "model_versions": self.model_versions,
             "image_size": self.image_size,
         }
+
+
+def photo_fix(data: bytes) -> Fix | None:
+    """Where the photo was taken, from its EXIF GPS, read as the gateway reads it; None without."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return exifgps.from_exif(img.getexif())
+    except Exception:  # noqa: BLE001 - not an image Pillow opens: the pipeline reports it
+        return None
 
 
 class Pipeline:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from roadsigns.shared.db.models import Job
+from roadsigns.shared.db.models import Job, Sign
+from roadsigns.shared.inventory import BBox, Sighting
 from roadsigns.shared.schemas import JobStatus
 
 
@@ -49,3 +50,26 @@ def page(session: Session, tenant: str, limit: int, offset: int, status: JobStat
         count = count.where(Job.status == status.value)
     jobs = session.execute(query.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)).scalars().all()
     return list(jobs), int(session.execute(count).scalar_one())
+
+
+def sightings(session: Session, tenant: str, class_id: int | None, box: BBox | None) -> list[Sighting]:
+    """Every sign of the tenant's done, located jobs (of one class, in a box, when given), as a
+    sighting at the photo's position and time: when taken (its GPS clock), else when uploaded."""
+    seen_at = func.coalesce(Job.taken_at, Job.created_at)
+    query = (
+        select(Job.id, Job.lat, Job.lon, seen_at, Sign.class_id, Sign.class_name, Sign.text)
+        .join(Sign, Sign.job_id == Job.id)
+        .where(Job.tenant == tenant, Job.lat.is_not(None), Job.lon.is_not(None), Job.status == JobStatus.DONE.value)
+    )
+    if class_id is not None:
+        query = query.where(Sign.class_id == class_id)
+    if box is not None:
+        query = query.where(Job.lat.between(box.min_lat, box.max_lat))
+        if box.min_lon <= box.max_lon:
+            query = query.where(Job.lon.between(box.min_lon, box.max_lon))
+        else:  # across the antimeridian
+            query = query.where(or_(Job.lon >= box.min_lon, Job.lon <= box.max_lon))
+    return [
+        Sighting(lat, lon, sign_class, name, text, seen, job_id)
+        for job_id, lat, lon, seen, sign_class, name, text in session.execute(query)
+    ]

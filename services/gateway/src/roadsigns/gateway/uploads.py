@@ -5,6 +5,7 @@ pixel is decompressed), then the whole image (truncation); a JPEG stored as-is i
 1/8 scale, which reads every byte of it for a fraction of the work. A photo that a worker can
 read as-is (JPEG or PNG, 8-bit RGB or grey, no EXIF rotation) is stored untouched;
 anything else is normalised to an upright 8-bit RGB PNG so workers see what users see.
+The photo's EXIF GPS position is read here too, once, before normalising drops the EXIF.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from roadsigns.shared import exifgps
+from roadsigns.shared.exifgps import Fix
 from roadsigns.shared.settings import Settings
 
 # We enforce our own pixel limit before decoding; keep Pillow's bomb check as a backstop.
@@ -40,6 +43,7 @@ class AcceptedImage:
     content_type: str
     width: int
     height: int
+    fix: Fix | None = None  # where and when it was taken, from EXIF GPS
 
 
 _PASSTHROUGH = {"JPEG": "image/jpeg", "PNG": "image/png"}
@@ -182,15 +186,19 @@ def _decode(img: Image.Image, data: bytes, width: int, height: int) -> AcceptedI
         img.load()
     except Exception as exc:  # truncated or corrupt pixel data
         raise UploadRejected(400, f"the image data is truncated or corrupt: {exc}") from None
-    orientation = img.getexif().get(0x0112, 1) if hasattr(img, "getexif") else 1  # PNG may carry it after IDAT
+    exif = img.getexif()  # after load: a PNG may carry it after IDAT
+    orientation = exif.get(0x0112, 1)
+    fix = exifgps.from_exif(exif)
     if (
         img.format in _PASSTHROUGH
         and img.mode in ("RGB", "L")
         and orientation in (None, 1)
         and not getattr(img, "is_animated", False)
     ):
-        return AcceptedImage(data, _PASSTHROUGH[img.format], width, height)
-    return _normalise(img)
+        return AcceptedImage(data, _PASSTHROUGH[img.format], width, height, fix)
+    accepted = _normalise(img)
+    accepted.fix = fix
+    return accepted
 
 
 def _normalise(img: Image.Image) -> AcceptedImage:

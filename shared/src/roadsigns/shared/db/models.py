@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint, func
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NAMING = {
@@ -27,6 +28,8 @@ class Job(Base):
         # An Idempotency-Key is one tenant's: another tenant's same key makes a job of its own.
         UniqueConstraint("tenant", "idempotency_key", name="uq_jobs_tenant_idempotency_key"),
         Index("ix_jobs_tenant_created_at", "tenant", "created_at"),
+        # GET /inventory: a tenant's located jobs, by latitude (no PostGIS: a box is two ranges).
+        Index("ix_jobs_tenant_lat_lon", "tenant", "lat", "lon", postgresql_where=sql_text("lat IS NOT NULL")),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -52,6 +55,12 @@ class Job(Base):
     callback_url: Mapped[str | None] = mapped_column(String(2048))
     callback_status: Mapped[str | None] = mapped_column(String(255))
     callback_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Where and when the photo was taken, from its EXIF GPS (roadsigns.shared.exifgps); None without.
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
+    altitude_m: Mapped[float | None] = mapped_column(Float)
+    heading_deg: Mapped[float | None] = mapped_column(Float)
+    taken_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # the GPS clock's, UTC
 
     signs: Mapped[list[Sign]] = relationship(back_populates="job", order_by="Sign.index", cascade="all, delete-orphan")
 

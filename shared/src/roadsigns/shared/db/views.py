@@ -5,17 +5,25 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from roadsigns.shared.db.models import Job
-from roadsigns.shared.schemas import CallbackOut, JobOut, JobStatus, SignOut
+from roadsigns.shared.schemas import CallbackOut, JobOut, JobStatus, Location, SignOut
 
 
 def _unsigned(path: str) -> str:
     return path
 
 
+def job_location(job: Job) -> Location | None:
+    """The photo's position, stored at upload (the gateway reads it from EXIF GPS)."""
+    if job.lat is None or job.lon is None:
+        return None
+    return Location(lat=job.lat, lon=job.lon, altitude_m=job.altitude_m, heading_deg=job.heading_deg)
+
+
 def job_to_out(job: Job, with_signs: bool = True, link: Callable[[str], str] = _unsigned) -> JobOut:
     """`link` turns the image's and crops' paths into what the reader may open: the gateway signs
     them (roadsigns.gateway.links); a webhook's body keeps the plain paths, read with a key."""
     links = {"self": f"/jobs/{job.id}", "image": link(f"/jobs/{job.id}/image")}
+    location = job_location(job)
     signs = None
     if with_signs and job.status == JobStatus.DONE.value:
         signs = [
@@ -30,6 +38,7 @@ def job_to_out(job: Job, with_signs: bool = True, link: Callable[[str], str] = _
                 text_matches_class=s.text_matches_class,
                 class_source=s.class_source,
                 crop_url=link(f"/jobs/{job.id}/signs/{s.index}/crop") if s.crop_key else None,
+                location=location,
             )
             for s in job.signs
         ]
@@ -50,5 +59,6 @@ def job_to_out(job: Job, with_signs: bool = True, link: Callable[[str], str] = _
         callback=CallbackOut(status=job.callback_status, attempts=job.callback_attempts or 0)
         if job.callback_url
         else None,
+        location=location,
         links=links,
     )

@@ -23,6 +23,7 @@ from roadsigns.shared.callbacks import CallbackRefused, check_url
 from roadsigns.shared.db.models import Job
 from roadsigns.shared.db.session import session_scope
 from roadsigns.shared.db.views import job_to_out
+from roadsigns.shared.exifgps import Fix
 from roadsigns.shared.schemas import DetectRequest, JobOut, JobPage, JobStatus
 from roadsigns.shared.tasks import TaskName
 
@@ -76,6 +77,19 @@ def _replay(session: Session, services: ServicesDep, tenant: str, key: str, dige
     return job_to_out(job, with_signs=False, link=services.links.for_tenant(tenant))
 
 
+def _located(fix: Fix | None) -> dict[str, object]:
+    """The job row's location columns for the photo's EXIF GPS fix."""
+    if fix is None:
+        return {}
+    return {
+        "lat": fix.lat,
+        "lon": fix.lon,
+        "altitude_m": fix.altitude_m,
+        "heading_deg": fix.heading_deg,
+        "taken_at": fix.taken_at,
+    }
+
+
 def submit(
     services: ServicesDep,
     tenant: str,
@@ -116,6 +130,7 @@ def submit(
         idempotency_key=idempotency_key,
         request_sha256=digest,
         callback_url=callback_url,
+        **_located(image.fix),
     )
     try:
         with session_scope(services.engine) as session:
