@@ -67,6 +67,11 @@ class Sighting:
 @dataclass
 class PhysicalSign:
     sightings: list[Sighting] = field(default_factory=list)
+    seen_in: set[str] = field(default_factory=set, repr=False)  # the sightings' sources, to look up
+
+    def add(self, sighting: Sighting) -> None:
+        self.sightings.append(sighting)
+        self.seen_in.add(sighting.source)
 
     @property
     def first(self) -> Sighting:
@@ -148,15 +153,15 @@ def merge(sightings: Iterable[Sighting], within_m: float) -> list[PhysicalSign]:
         best, best_m = None, math.inf
         for sign in grid.candidates(s.lat, s.lon):
             metres = haversine_m(sign.first.lat, sign.first.lon, s.lat, s.lon)
-            if metres <= within_m and metres < best_m and all(o.source != s.source for o in sign.sightings):
+            if metres <= within_m and metres < best_m and s.source not in sign.seen_in:
                 best, best_m = sign, metres
         if best is None:
             best = PhysicalSign()
-            best.sightings.append(s)
+            best.add(s)
             grid.add(best)
             signs.append(best)
         else:
-            best.sightings.append(s)
+            best.add(s)
     return signs
 
 
