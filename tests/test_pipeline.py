@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +18,7 @@ from sqlalchemy import Engine
 from roadsigns.shared import pipeline
 from roadsigns.shared.db.models import Job
 from roadsigns.shared.db.session import session_scope
+from roadsigns.shared.perchild import PerChild
 from roadsigns.shared.pipeline import DETECT, FINISH, OCR, STAGES, StageFailed, StageStarted
 from roadsigns.shared.schemas import Detection, DetectRequest, DetectResult, JobResult, JobStatus, SignResult
 from roadsigns.shared.settings import Settings
@@ -215,3 +217,22 @@ def test_every_stage_fails_its_job_on_a_poisoned_delivery_and_on_its_time_limit(
         StageFailed.model_validate(message).error
         == "the OCR reader took longer than its time limit (7 s) on this photo"
     )
+
+
+def test_a_per_child_resource_is_built_once_per_process_and_never_inherited_across_fork() -> None:
+    builds: list[int] = []
+
+    def build() -> int:
+        builds.append(os.getpid())
+        return os.getpid()
+
+    resource = PerChild(build)
+    assert resource() == resource() == os.getpid() and len(builds) == 1
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # a worker child: the parent's instance is not its own
+        os.write(write, str(resource()).encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    assert int(os.read(read, 32)) == child
+    assert resource() == os.getpid() and len(builds) == 1  # the parent's is untouched

@@ -14,6 +14,7 @@ import httpcore
 import redis
 from celery.signals import worker_init
 
+from roadsigns.shared import pipeline
 from roadsigns.shared.blobstore import BlobStore
 from roadsigns.shared.callbacks import CallbackRefused
 from roadsigns.shared.db.session import get_engine
@@ -172,7 +173,7 @@ def webhook(self, job_id: str) -> None:  # type: ignore[no-untyped-def]
 @app.task(name=TaskName.RECONCILE)
 def reconcile() -> dict[str, int]:
     def send(req: DetectRequest) -> None:
-        app.send_task(TaskName.DETECT, args=[req.model_dump(mode="json")])
+        pipeline.send(app, pipeline.STAGES[0], req)
 
     def in_broker() -> set[str]:
         with redis.Redis.from_url(settings.broker_url, socket_timeout=5) as client:
