@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import Engine, create_engine, text
 
-from tests.stack import Stack
+from roadsigns.shared.db.migrate import upgrade
+from tests.stack import PG_ADMIN, Stack
 
 DATA = Path(__file__).parent / "data"
 PHOTOS = DATA / "photos"
@@ -57,6 +59,22 @@ def db(stack: Stack):  # type: ignore[no-untyped-def]
     engine = create_engine(stack.database_url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture()
+def engine() -> Iterator[Engine]:
+    """A fresh database on the local Postgres with the schema applied by the real migration step;
+    no other server is started."""
+    name = f"roadsigns_unit_{uuid.uuid4().hex[:8]}"
+    url = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+    upgrade(url)  # creates the database too
+    engine = create_engine(url)
+    yield engine
+    engine.dispose()
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def wait_for_job(client: httpx.Client, job_id: str, timeout: float = 240) -> dict:

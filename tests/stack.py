@@ -147,6 +147,8 @@ class Stack:
             # The tests' webhook receivers listen on 127.0.0.1; test_webhooks.py turns this off.
             "ROADSIGNS_CALLBACK_ALLOW_PRIVATE": "true",
             "MLFLOW_DISABLE_TELEMETRY": "true",
+            # MLflow aggregates windows of 5 s, not 300: a test sees its job's window logged within seconds.
+            "ROADSIGNS_MLFLOW_WINDOW_S": "5",
             "PYTHONUNBUFFERED": "1",
             **overrides,
         }

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import httpx
 from mlflow import MlflowClient
 from sqlalchemy import text
 
+from roadsigns.shared.settings import Settings
+from roadsigns.shared.tasks import TaskName, make_celery
 from tests.conftest import PHOTOS, iou, read_gt, wait_for_job
 from tests.stack import Stack, wait_until
 
@@ -43,19 +47,29 @@ def test_photo_goes_through_every_stage(client: httpx.Client, stack: Stack, db) 
     crop = client.get(job["signs"][0]["crop_url"])
     assert crop.status_code == 200 and crop.content[:4] == b"\x89PNG"
 
-    # MLflow has a run for the job with its timings (logged just after the job is done).
+    # MLflow has the job in its window's aggregates for the job's model versions (ROADSIGNS_MLFLOW_WINDOW_S
+    # is 5 s in the test stack). Beat would tick every 5 s; here the test sends the tick itself.
     mlflow = MlflowClient(stack.mlflow_url)
+    finished = datetime.fromisoformat(job["finished_at"]).timestamp()
+    window = f"{datetime.fromtimestamp(finished // 5 * 5, UTC):%Y-%m-%dT%H:%M:%SZ}/5"
+    celery = make_celery("test-e2e", Settings(broker_url=stack.broker_url))
 
     def logged() -> list:
+        celery.send_task(TaskName.MLFLOW_WINDOWS)
         experiment = mlflow.get_experiment_by_name("roadsigns-jobs")
         return experiment and mlflow.search_runs(
-            [experiment.experiment_id], filter_string=f"tags.`roadsigns.job_id` = '{job_id}'"
+            [experiment.experiment_id],
+            filter_string=f"tags.`roadsigns.window` = '{window}' AND params.`model.detector` = "
+            f"'{job['model_versions']['detector']}'",
         )
 
-    runs = wait_until(logged, 30, "the job's MLflow run")
-    assert len(runs) == 1
-    assert runs[0].data.metrics["signs"] == len(job["signs"])
-    assert "detect_ms" in runs[0].data.metrics
+    runs = wait_until(logged, 60, "the job's window in MLflow", interval=1)
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    metrics = runs[0].data.metrics
+    assert metrics["jobs_done"] >= 1 and metrics["signs"] >= len(job["signs"])
+    assert {"detect_ms_p50", "total_ms_p99", "confidence_p50", "open_set_share"} <= set(metrics)
+    # No run per job any more.
+    assert not mlflow.search_runs([runs[0].info.experiment_id], filter_string="tags.`roadsigns.job_id` != ''")
 
 
 def test_ocr_reads_the_speed_limit(client: httpx.Client) -> None:

@@ -5,39 +5,21 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 from alembic import command
-from sqlalchemy import Engine, create_engine, func, select, text, update
+from sqlalchemy import Engine, func, select, text, update
 
 from roadsigns.shared.blobstore import BlobStore
-from roadsigns.shared.db.migrate import alembic_config, upgrade
+from roadsigns.shared.db.migrate import alembic_config
 from roadsigns.shared.db.models import Job, Sign
 from roadsigns.shared.db.session import session_scope
 from roadsigns.shared.db.views import job_to_out
 from roadsigns.shared.schemas import DetectRequest, JobResult, JobStatus, SignResult
 from roadsigns.tracker import service
-from tests.stack import PG_ADMIN
-
-
-@pytest.fixture()
-def engine() -> Iterator[Engine]:
-    """A fresh database with the schema applied by the real migration step."""
-    name = f"roadsigns_unit_{uuid.uuid4().hex[:8]}"
-    url = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
-    upgrade(url)  # creates the database too
-    engine = create_engine(url)
-    yield engine
-    engine.dispose()
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def _job(engine: Engine, status: JobStatus = JobStatus.QUEUED) -> str:

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     # Tracker
     mlflow_tracking_uri: str | None = None
     mlflow_experiment: str = "roadsigns-jobs"
+    # MLflow gets aggregates, not a run per job (roadsigns.tracker.aggregates): beat has the tracker log
+    # one run per model version for each window of this many seconds, aligned to the clock.
+    mlflow_window_s: int = Field(300, gt=0)
 
     # Completion webhooks (their own queue and pool): body signed with HMAC-SHA256 under this
     # secret, retried with backoff. Each attempt has one total deadline, reads at most

@@ -27,7 +27,8 @@ class TaskName(StrEnum):
     TRACK_PROGRESS = "roadsigns.track.progress"
     TRACK_FINISH = "roadsigns.track.finish"
     TRACK_FAIL = "roadsigns.track.fail"
-    TRACK_MLFLOW = "roadsigns.track.mlflow"
+    TRACK_MLFLOW = "roadsigns.track.mlflow"  # a run per job, sent by the previous release; now dropped
+    MLFLOW_WINDOWS = "roadsigns.track.mlflow_windows"  # beat: a window's aggregates per model version
     TRACK_WEBHOOK = "roadsigns.track.webhook"
     RECONCILE = "roadsigns.track.reconcile"
     RETENTION = "roadsigns.track.retention"
@@ -41,6 +42,7 @@ ROUTES = {
     TaskName.TRACK_FINISH: Queue.TRACK,
     TaskName.TRACK_FAIL: Queue.TRACK,
     TaskName.TRACK_MLFLOW: Queue.TRACK,
+    TaskName.MLFLOW_WINDOWS: Queue.TRACK,
     TaskName.TRACK_WEBHOOK: Queue.WEBHOOK,
     TaskName.RECONCILE: Queue.TRACK,
     TaskName.RETENTION: Queue.TRACK,

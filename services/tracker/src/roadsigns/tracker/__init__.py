@@ -1,1 +1,1 @@
-"""Tracker worker: the only writer of job progress and results to PostgreSQL; logs jobs to MLflow."""
+"""Tracker worker: the only writer of job progress and results to PostgreSQL; logs their aggregates to MLflow."""

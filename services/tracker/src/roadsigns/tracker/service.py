@@ -87,8 +87,6 @@ class Finished:
     job_id: str
     timings_ms: dict[str, float]
     model_versions: dict[str, str]
-    n_signs: int
-    mean_confidence: float
     first_time: bool
     has_callback: bool = False
 
@@ -145,16 +143,7 @@ def finish(engine: Engine, store: BlobStore, request: JobResult) -> Finished | N
         job.updated_at = now()
         job.error = None
         has_callback = bool(job.callback_url)
-    confs = [sg.confidence for sg in request.signs]
-    return Finished(
-        request.job_id,
-        timings,
-        request.model_versions,
-        len(request.signs),
-        sum(confs) / len(confs) if confs else 0.0,
-        first_time,
-        has_callback,
-    )
+    return Finished(request.job_id, timings, request.model_versions, first_time, has_callback)
 
 
 def reconcile(
