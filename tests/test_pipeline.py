@@ -25,7 +25,7 @@ from roadsigns.shared.settings import Settings
 from roadsigns.shared.tasks import TaskName, make_celery
 from roadsigns.tracker import service
 from tests.stack import claim_redis_db
-from tests.test_tracker import _job, _status, engine  # noqa: F401 - `engine` is a fixture: a fresh database
+from tests.test_tracker import _job, _status
 
 LOG = logging.getLogger("roadsigns.test")
 DETECTION = Detection(
@@ -148,9 +148,21 @@ def test_a_stage_marks_its_status_and_sends_its_result_to_the_next_stage(broker:
     assert name == TaskName.OCR and DetectResult.model_validate(forwarded).detections == [DETECTION]
 
 
+def test_a_job_starts_at_the_first_stage_whoever_sends_it(broker: str) -> None:
+    """The gateway and the reconciler send a new job's first message through `pipeline.start`: neither
+    names the detect task."""
+    app = make_celery("probe", Settings(broker_url=broker))
+    request = DetectRequest(job_id="e" * 32, blob_key="uploads/e.jpg", submitted_at=0, attempt=2)
+    pipeline.start(app, request, retry=True, retry_policy={"max_retries": 1})
+    [(name, [payload])] = sent(broker, "detect")
+    assert name == TaskName.DETECT and DetectRequest.model_validate(payload) == request
+    with pytest.raises(TypeError, match="stage detect takes DetectRequest"):
+        pipeline.start(app, detected(request))
+
+
 def test_started_marks_reach_postgres_in_one_batch_forward_only_and_within_their_attempt(
     broker: str,
-    engine: Engine,  # noqa: F811
+    engine: Engine,
 ) -> None:
     client = redis.Redis.from_url(broker)
     fresh, done, retried = _job(engine), _job(engine, JobStatus.DONE), _job(engine)
@@ -175,7 +187,7 @@ def test_started_marks_reach_postgres_in_one_batch_forward_only_and_within_their
     assert service.mark_stages(engine, marks) == 0  # the same batch again changes nothing
 
 
-def test_a_failing_stage_fails_the_job_naming_the_stage(broker: str, engine: Engine) -> None:  # noqa: F811
+def test_a_failing_stage_fails_the_job_naming_the_stage(broker: str, engine: Engine) -> None:
     def broken(request: DetectResult) -> JobResult:
         raise RuntimeError("the reader's session is gone")
 

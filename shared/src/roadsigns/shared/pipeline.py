@@ -80,11 +80,18 @@ def next_stage(stage: Stage) -> Stage | None:
     return STAGES[i + 1] if i + 1 < len(STAGES) else None
 
 
-def send(app: Celery, stage: Stage, message: JobMessage) -> None:
-    """Send `message` to `stage`, which must take that type."""
+def send(app: Celery, stage: Stage, message: JobMessage, **options: Any) -> None:
+    """Send `message` to `stage`, which must take that type; `options` go to Celery's `send_task`
+    (the gateway's `retry_policy`, for one)."""
     if not isinstance(message, stage.takes):
         raise TypeError(f"stage {stage.name} takes {stage.takes.__name__}, not {type(message).__name__}")
-    app.send_task(stage.task, args=[message.model_dump(mode="json")])
+    app.send_task(stage.task, args=[message.model_dump(mode="json")], **options)
+
+
+def start(app: Celery, request: JobMessage, **options: Any) -> None:
+    """Send a job's first message to the first stage: a new job (the gateway), or one sent again
+    (the reconciler). Neither names that stage."""
+    send(app, STAGES[0], request, **options)
 
 
 # Stage progress goes to Postgres without a tracker task per stage: each stage task pushes its

@@ -199,7 +199,7 @@ def webhook(self, job_id: str) -> None:  # type: ignore[no-untyped-def]
 @app.task(name=TaskName.RECONCILE)
 def reconcile() -> dict[str, int]:
     def send(req: DetectRequest) -> None:
-        pipeline.send(app, pipeline.STAGES[0], req)
+        pipeline.start(app, req)
 
     def in_broker() -> set[str]:
         with redis.Redis.from_url(settings.broker_url, socket_timeout=5) as client:

@@ -18,6 +18,7 @@ from roadsigns.gateway.auth import KeyHeader, Tenant, require_tenant
 from roadsigns.gateway.deps import ServicesDep, SessionDep
 from roadsigns.gateway.metrics import ENQUEUE_FAILURES, JOBS_SUBMITTED, UPLOADS_REJECTED
 from roadsigns.gateway.uploads import UploadRejected, validate_image
+from roadsigns.shared import pipeline
 from roadsigns.shared.blobstore import BlobNotFound
 from roadsigns.shared.callbacks import CallbackRefused, check_url
 from roadsigns.shared.db.models import Job
@@ -25,7 +26,6 @@ from roadsigns.shared.db.session import session_scope
 from roadsigns.shared.db.views import job_to_out
 from roadsigns.shared.exifgps import Fix
 from roadsigns.shared.schemas import DetectRequest, JobOut, JobPage, JobStatus
-from roadsigns.shared.tasks import TaskName
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -145,9 +145,9 @@ def submit(
         return replayed, False
     request = DetectRequest(job_id=job_id, blob_key=key, submitted_at=time.time())
     try:
-        services.celery.send_task(
-            TaskName.DETECT,
-            args=[request.model_dump(mode="json")],
+        pipeline.start(
+            services.celery,
+            request,
             retry=True,
             retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2},
         )
