@@ -12,7 +12,7 @@ DEV_ENV := ROADSIGNS_DATABASE_URL=postgresql+psycopg2://postgres@127.0.0.1:5432/
 GATEWAY_LIMITS := --http roadsigns.gateway.protocol:HeadDeadlineH11Protocol --h11-max-incomplete-event-size 65536 \
 	--limit-concurrency 200 --timeout-keep-alive 5
 
-.PHONY: setup system-deps demo dev migrate test lint format train heldout evaluate bench soak clean tools deploy-check dashboards \
+.PHONY: setup system-deps demo dev migrate test test-fast lint format train heldout evaluate bench soak clean tools deploy-check dashboards \
 	screenshots up up-gpu down
 
 $(VENV)/.installed: requirements-dev.txt shared/pyproject.toml services/*/pyproject.toml sdk/pyproject.toml training/pyproject.toml
@@ -54,6 +54,9 @@ dev: setup migrate ## every service as a local process against local Redis and P
 
 test: setup tools ## the whole test suite: real Postgres, Redis, Celery, Tesseract, model, Chromium, Prometheus
 	$(BIN)/pytest -q tests
+
+test-fast: setup ## the in-process tier (tests/fast): local Postgres and Redis, shipped models, no Celery pool or server
+	$(BIN)/pytest -q tests/fast
 
 lint: setup
 	$(BIN)/ruff check .

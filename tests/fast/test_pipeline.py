@@ -7,7 +7,6 @@ import base64
 import json
 import logging
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,8 +23,7 @@ from roadsigns.shared.schemas import Detection, DetectRequest, DetectResult, Job
 from roadsigns.shared.settings import Settings
 from roadsigns.shared.tasks import TaskName, make_celery
 from roadsigns.tracker import service
-from tests.stack import claim_redis_db
-from tests.test_tracker import _job, _status
+from tests.fast.test_tracker import _job, _status
 
 LOG = logging.getLogger("roadsigns.test")
 DETECTION = Detection(
@@ -105,14 +103,6 @@ def test_the_stage_list_routes_each_result_to_the_stage_that_takes_it() -> None:
     assert pipeline.run_in_process(
         detected(DetectRequest(job_id="c", blob_key="-", submitted_at=0)), {"ocr": named}
     ).signs
-
-
-@pytest.fixture()
-def broker() -> Iterator[str]:
-    url = f"redis://127.0.0.1:6379/{claim_redis_db()}"
-    redis.Redis.from_url(url).flushdb()
-    yield url
-    redis.Redis.from_url(url).flushdb()
 
 
 def sent(url: str, queue: str) -> list[tuple[str, list[Any]]]:

@@ -26,11 +26,18 @@ OLD = {"detector": "detector.onnx@sha256:aaaaaaaaaaaa", "classifier": "c@sha256:
 NEW = {**OLD, "detector": "detector.onnx@sha256:cccccccccccc"}
 
 
+@pytest.fixture(scope="module")
+def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One SQLite store for the module: creating one costs seconds (MLflow migrates its schema)."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow')}/mlflow.db"
+
+
 @pytest.fixture()
-def logger(tmp_path: Path) -> Iterator[WindowLogger]:
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    MlflowClient(uri).create_experiment("roadsigns-jobs", artifact_location=(tmp_path / "artifacts").as_uri())
-    yield WindowLogger(uri, "roadsigns-jobs")
+def logger(mlflow_store: str, tmp_path: Path) -> Iterator[WindowLogger]:
+    """An experiment of the test's own in the module's store."""
+    name = f"roadsigns-jobs-{uuid.uuid4().hex[:8]}"
+    MlflowClient(mlflow_store).create_experiment(name, artifact_location=(tmp_path / "artifacts").as_uri())
+    yield WindowLogger(mlflow_store, name)
 
 
 def add_job(

@@ -1,0 +1,79 @@
+"""The gateway in this process: `create_app(settings)` under FastAPI's TestClient, against a throwaway
+Postgres database and a Redis database of its own. What a job is once accepted: a row in Postgres and
+one message on the first stage's queue."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import httpx
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select
+
+from roadsigns.gateway.app import create_app
+from roadsigns.shared.db.models import Job
+from roadsigns.shared.db.session import session_scope
+from roadsigns.shared.schemas import DetectRequest, JobOut
+from roadsigns.shared.tasks import TaskName
+from tests.conftest import PHOTOS
+from tests.fast.conftest import settings_for
+from tests.fast.test_pipeline import sent
+
+PHOTO = (PHOTOS / "00224.jpg").read_bytes()
+KEY_A, KEY_B = "alpha-key", "beta-key"
+
+
+def post(client: TestClient, data: bytes = PHOTO, **headers: str) -> httpx.Response:
+    return client.post("/jobs", files={"file": ("00224.jpg", data, "image/jpeg")}, headers=headers)
+
+
+def test_health_and_ready_see_the_real_database_and_broker(gateway: TestClient) -> None:
+    assert gateway.get("/health").json() == {"status": "ok"}
+    assert gateway.get("/ready").json()["checks"] == {"database": "ok", "broker": "ok"}
+
+
+def test_an_accepted_photo_is_a_queued_job_and_one_message_to_the_first_stage(
+    gateway: TestClient, engine: Engine, broker: str, tmp_path: Path
+) -> None:
+    response = post(gateway)
+    assert response.status_code == 202, response.text
+    job = JobOut.model_validate(response.json())
+    assert job.status == "queued" and response.headers["location"] == f"/jobs/{job.id}"
+    [(name, [payload])] = sent(broker, "detect")
+    request = DetectRequest.model_validate(payload)
+    assert name == TaskName.DETECT and (request.job_id, request.attempt) == (job.id, 1)
+    assert (tmp_path / request.blob_key).read_bytes() == PHOTO
+    with session_scope(engine) as s:
+        row = s.execute(select(Job).where(Job.id == job.id)).scalar_one()
+        assert (row.status, row.blob_key) == ("queued", request.blob_key)
+        assert row.request_sha256 == hashlib.sha256(PHOTO).hexdigest()
+    assert gateway.get(f"/jobs/{job.id}").json()["status"] == "queued"
+    assert gateway.get(f"/jobs/{job.id}/image").content == PHOTO
+
+
+def test_an_idempotency_key_replays_the_job_and_sends_nothing_more(gateway: TestClient, broker: str) -> None:
+    first = post(gateway, **{"Idempotency-Key": "k1"}).json()
+    again = post(gateway, **{"Idempotency-Key": "k1"})
+    assert again.json()["id"] == first["id"]
+    other = post(gateway, (PHOTOS / "00330.jpg").read_bytes(), **{"Idempotency-Key": "k1"})
+    assert other.status_code == 409
+    assert len(sent(broker, "detect")) == 1
+
+
+def test_a_bad_upload_is_refused_before_any_job_exists(gateway: TestClient, engine: Engine, broker: str) -> None:
+    assert post(gateway, b"not an image at all").status_code in (400, 415)
+    assert post(gateway, PHOTO[: len(PHOTO) // 3]).status_code == 400
+    with session_scope(engine) as s:
+        assert s.execute(select(Job)).first() is None
+    assert sent(broker, "detect") == []
+
+
+def test_tenants_see_only_their_own_jobs(engine: Engine, broker: str, tmp_path: Path) -> None:
+    settings = settings_for(engine, broker, tmp_path, api_keys=[f"alpha:{KEY_A}", f"beta:{KEY_B}"])
+    with TestClient(create_app(settings)) as client:
+        assert post(client).status_code == 401
+        job_id = post(client, **{"X-API-Key": KEY_A}).json()["id"]
+        assert client.get(f"/jobs/{job_id}", headers={"X-API-Key": KEY_A}).status_code == 200
+        assert client.get(f"/jobs/{job_id}", headers={"X-API-Key": KEY_B}).status_code == 404
+        assert client.get("/jobs", headers={"X-API-Key": KEY_B}).json()["total"] == 0
