@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     # the sign, else it is an "other sign". An even chance: below it, the other 42 classes
     # together outweigh the top one.
     open_set_min_probability: float = Field(0.5, ge=0.0, le=1.0)
+    # The review queue (GET /reviews, roadsigns.shared.reviews): a sign below this confidence is
+    # queued for a person to check, as are open-set signs and readings that disagree with the class.
+    review_below: float = Field(0.5, ge=0.0, le=1.0)
 
     # Tracker
     mlflow_tracking_uri: str | None = None

@@ -22,6 +22,7 @@ import yaml
 
 from roadsigns.training import classifier as clf_train
 from roadsigns.training import detector as det_train
+from roadsigns.training import reviews
 from roadsigns.training.export import export_classifier, export_detector
 from roadsigns.training.gtsdb import read_gt, split_names
 from roadsigns.training.scenes import ood_sets
@@ -129,12 +130,19 @@ def train_detector_stage(
 
     data = cfg["data"]
     seed = int(data["seed"]) + int(cfg[stage].get("seed_offset", 0))
-    images_dir = Path(data["gtsdb_images"])
-    gt = read_gt(Path(data["gtsdb_gt"]))
     train_names, val_names = photo_split(data)
     (work / "detector-val.txt").write_text("\n".join(val_names) + "\n")
     mlflow.log_text("\n".join(val_names), "splits/detector-val-photos.txt")
     det_cfg = dict(cfg[stage], seed=seed, name=stage)
+    # Reviewed photos (data.reviews) join the training side only.
+    images_dir, gt, reviewed = reviews.photos(
+        reviews.read_all(data.get("reviews") or []),
+        Path(data["gtsdb_images"]),
+        read_gt(Path(data["gtsdb_gt"])),
+        work,
+        bool(det_cfg["single_class"]),
+    )
+    train_names = train_names + reviewed
     if det_cfg["start_weights"] == "previous":  # what the stage before wrote
         det_cfg["start_weights"] = str(out_dir / "detector.pt")
     if resume is None:
@@ -178,6 +186,7 @@ def run(cfg: dict[str, Any], stages: set[str], alias: str, resume_detector: Path
         summary["run_id"] = active.info.run_id
         mlflow.log_params({k: v for k, v in _flatten(cfg).items() if len(str(v)) < 500})
         mlflow.log_param("stages", ",".join(sorted(stages)))
+        reviews.log_inputs(reviews.read_all(data.get("reviews") or []))
 
         for stage in DETECTOR_STAGES:
             if stage in stages:
@@ -192,6 +201,9 @@ def run(cfg: dict[str, Any], stages: set[str], alias: str, resume_detector: Path
             np.save(work / "classifier-val-idx.npy", val_idx)
             # Rendered speed-limit signs join the training side only.
             extra_x, extra_y = speed_limit_signs(int(cfg["classifier"].get("synthetic_speed_limits", 0)), seed)
+            # So do the crops of reviewed signs (data.reviews).
+            review_x, review_y = reviews.crops(reviews.read_all(data.get("reviews") or []))
+            extra_x, extra_y = np.concatenate([extra_x, review_x]), np.concatenate([extra_y, review_y])
             train_idx = np.concatenate([train_idx, len(images) + np.arange(len(extra_x))])
             images, labels = np.concatenate([images, extra_x]), np.concatenate([labels, extra_y])
 

@@ -1,5 +1,5 @@
 """`roadsigns analyze PATH...`, `roadsigns submit PATH... --url URL`, `roadsigns inventory PHOTOS_DIR`,
-`roadsigns evaluate detection|classification`."""
+`roadsigns evaluate detection|classification`, `roadsigns dataset export --out DIR`."""
 
 from __future__ import annotations
 
@@ -250,6 +250,40 @@ def cmd_eval_classification(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dataset_export(args: argparse.Namespace) -> int:
+    """The tenant's reviewed photos and crops as a training data set (roadsigns.cli.dataset), from
+    the database and blob store the settings name; logged to MLflow when a tracking URI is set."""
+    from sqlalchemy.exc import OperationalError
+
+    from roadsigns.cli import dataset
+    from roadsigns.shared.blobstore import BlobStore
+    from roadsigns.shared.db.session import get_engine, session_scope
+
+    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
+        raise UsageError(f"--out {args.out} exists and is not an empty folder")
+    settings = get_settings()
+    engine = get_engine(settings.database_url, "roadsigns-cli")
+    try:
+        with session_scope(engine) as session:
+            found = dataset.collect(session, BlobStore(settings.blob_dir), args.tenant, settings.review_below)
+    except OperationalError as exc:
+        raise UsageError(f"cannot read the database (ROADSIGNS_DATABASE_URL): {exc.orig}") from None
+    finally:
+        engine.dispose()
+    if not found.photos:
+        raise UsageError(
+            f"tenant {args.tenant!r} has no reviewed photo to export"
+            f" ({found.skipped_pending} still have signs waiting for a decision)"
+        )
+    manifest = dataset.write(found, args.out, args.tenant)
+    tracking_uri = settings.mlflow_tracking_uri
+    if tracking_uri and not args.no_mlflow:
+        manifest["mlflow_run_id"] = dataset.log_to_mlflow(args.out, manifest, tracking_uri)
+    (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    print(json.dumps(manifest, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="roadsigns", description="Find, classify and read traffic signs.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -284,6 +318,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common(i)
     i.set_defaults(func=cmd_inventory)
+
+    ds = sub.add_parser("dataset", help="training data from reviewed signs")
+    dsub = ds.add_subparsers(dest="what", required=True)
+    x = dsub.add_parser(
+        "export",
+        help="write the reviewed photos (GTSDB gt.txt) and crops (npz) into DIR; reads ROADSIGNS_DATABASE_URL "
+        "and ROADSIGNS_BLOB_DIR",
+    )
+    x.add_argument("--out", type=Path, required=True, metavar="DIR", help="a new or empty folder")
+    x.add_argument("--tenant", default="default", help="whose reviews (default: default, the tenant without keys)")
+    x.add_argument("--no-mlflow", action="store_true", help="do not log the export even if a tracking URI is set")
+    x.set_defaults(func=cmd_dataset_export)
 
     e = sub.add_parser("evaluate", help="measure accuracy on labelled data")
     esub = e.add_subparsers(dest="what", required=True)

@@ -26,7 +26,7 @@ from roadsigns.gateway.metrics import MetricsMiddleware
 from roadsigns.gateway.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from roadsigns.gateway.queue_metrics import register_queue_metrics
 from roadsigns.gateway.ratelimit import TenantRateLimit
-from roadsigns.gateway.routes import health, inventory, jobs, predict
+from roadsigns.gateway.routes import health, inventory, jobs, predict, reviews
 from roadsigns.gateway.uploads import UploadRejected
 from roadsigns.shared.blobstore import BlobStore
 from roadsigns.shared.db.session import get_engine
@@ -166,10 +166,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     app.include_router(health.router)
-    # Every /jobs, /predict and /inventory route takes the caller's tenant (roadsigns.gateway.auth).
+    # Every /jobs, /predict, /inventory and /reviews route takes the caller's tenant (roadsigns.gateway.auth).
     app.include_router(jobs.router)
     app.include_router(predict.router)
     app.include_router(inventory.router)
+    app.include_router(reviews.router)
     if not settings.metrics_port:  # development: on the API's own port
         app.mount("/metrics", make_asgi_app(registry))
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")

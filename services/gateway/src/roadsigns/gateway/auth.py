@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
 
 from roadsigns.gateway.deps import ServicesDep
-from roadsigns.gateway.keys import DEFAULT_TENANT
+from roadsigns.gateway.keys import DEFAULT_TENANT, key_id
 
 KeyHeader = Annotated[str | None, Header(description="one of ROADSIGNS_API_KEYS, when keys are configured")]
 
@@ -40,3 +41,19 @@ def require_tenant(request: Request, services: ServicesDep, x_api_key: KeyHeader
 
 
 Tenant = Annotated[str, Depends(require_tenant)]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking: the tenant, and the key's id ("anonymous" where no keys are configured)."""
+
+    tenant: str
+    key_id: str
+
+
+def require_caller(request: Request, services: ServicesDep, x_api_key: KeyHeader = None) -> Caller:
+    tenant = require_tenant(request, services, x_api_key)
+    return Caller(tenant, key_id(x_api_key) if services.keys and x_api_key else "anonymous")
+
+
+CallerDep = Annotated[Caller, Depends(require_caller)]

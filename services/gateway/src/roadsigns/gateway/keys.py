@@ -20,6 +20,12 @@ _TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
 
 
+def key_id(key: str) -> str:
+    """Names a key without revealing it: the first 12 hex digits of its SHA-256, which are also
+    those of its `sha256:` form in ROADSIGNS_API_KEYS. Reviews record it as who decided."""
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
 class KeyConfigError(ValueError):
     """A malformed ROADSIGNS_API_KEYS entry; the message never repeats the key itself."""
 

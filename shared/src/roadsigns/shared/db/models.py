@@ -88,3 +88,34 @@ class Sign(Base):
     crop_key: Mapped[str | None] = mapped_column(String(255))
 
     job: Mapped[Job] = relationship(back_populates="signs")
+
+
+class Review(Base):
+    """A person's decision on a queued sign (roadsigns.shared.reviews), or a sign the detector missed.
+
+    The queue itself is not stored: it is the tenant's done signs that the rules pick and that
+    have no review yet, so no worker writes anything for it.
+    """
+
+    __tablename__ = "reviews"
+    __table_args__ = (
+        UniqueConstraint("sign_id"),  # one decision per sign; a missed sign (no sign_id) may repeat
+        Index("ix_reviews_tenant_reviewed_at", "tenant", "reviewed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    sign_id: Mapped[int | None] = mapped_column(ForeignKey("signs.id", ondelete="CASCADE"))
+    decision: Mapped[str] = mapped_column(String(16))  # accept | correct | not_a_sign | missed
+    # The sign as the reviewer says it is (accept: as proposed; not_a_sign: none of these).
+    class_id: Mapped[int | None] = mapped_column(Integer)
+    class_name: Mapped[str | None] = mapped_column(String(128))
+    text: Mapped[str | None] = mapped_column(Text)
+    # The box: the sign's own for accept and correct; the one drawn for a missed sign.
+    x1: Mapped[float | None] = mapped_column(Float)
+    y1: Mapped[float | None] = mapped_column(Float)
+    x2: Mapped[float | None] = mapped_column(Float)
+    y2: Mapped[float | None] = mapped_column(Float)
+    reviewer: Mapped[str] = mapped_column(String(128))  # the API key's id (roadsigns.gateway.keys.key_id)
+    reviewed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -58,10 +58,10 @@ function detailOf(status, bodyText) {
   return `the server answered HTTP ${status}`;
 }
 
-async function getJson(url) {
+async function getJson(url, init = {}) {
   let response;
   try {
-    response = await fetch(url, { headers: headers(), cache: "no-store" });
+    response = await fetch(url, { headers: headers(), cache: "no-store", ...init });
   } catch {
     throw new ApiError(0, "the server cannot be reached");
   }
@@ -104,3 +104,15 @@ export function submitPhoto(file, idempotencyKey, onProgress) {
 export const getJob = (id) => getJson(`/jobs/${encodeURIComponent(id)}`);
 
 export const listJobs = (limit, offset) => getJson(`/jobs?limit=${limit}&offset=${offset}`);
+
+// The review queue (GET /reviews, POST /reviews/{id}) and the classes a reviewer picks from.
+export const listReviews = (limit, offset) => getJson(`/reviews?limit=${limit}&offset=${offset}`);
+
+export const listClasses = () => getJson("/reviews/classes");
+
+export const postReview = (id, decision) =>
+  getJson(`/reviews/${encodeURIComponent(id)}`, {
+    method: "POST",
+    headers: { ...headers(), "Content-Type": "application/json" },
+    body: JSON.stringify(decision),
+  });

@@ -621,6 +621,7 @@ $("#clear-jobs").addEventListener("click", () => {
   uploadQueue.length = 0;
 });
 $("#history-refresh").addEventListener("click", () => loadHistory(false));
+document.addEventListener("roadsigns:need-key", (event) => askForKeyIf(event.detail)); // from review.js
 $("#history-more").addEventListener("click", () => loadHistory(true));
 window.addEventListener("hashchange", openRoutedJob);
 document.addEventListener("visibilitychange", () => {
