@@ -25,7 +25,7 @@ from sqlalchemy import text
 
 from tests.conftest import PHOTOS, wait_for_job
 from tests.stack import BIN, Stack, extra_gateway
-from tests.test_web import CHROMIUM, CHROMIUM_ARGS, DESKTOP
+from tests.test_web import CHROMIUM, CHROMIUM_ARGS, DESKTOP, screenshot
 
 KEY_A, KEY_B, KEY_G = "alpha-review-key", "beta-review-key", "gamma-review-key"
 KEYS = f"alpha:{KEY_A},beta:{KEY_B},gamma:{KEY_G}"
@@ -356,6 +356,7 @@ def test_reviews_in_the_page_become_a_dataset_training_reads(
     first = _shown_item(page)
     assert first == queued[0]["id"]
     expect(page.locator("#review-form")).to_be_hidden()
+    screenshot(page, "review.png")
     expect(page.locator("#review-class-name")).to_contain_text(queued[0]["class_name"])
     photo = page.locator("#review-photo").bounding_box()
     proposed = page.locator("#review-proposed").bounding_box()
