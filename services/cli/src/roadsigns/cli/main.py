@@ -1,5 +1,6 @@
 """`roadsigns analyze PATH...`, `roadsigns submit PATH... --url URL`, `roadsigns inventory PHOTOS_DIR`,
-`roadsigns evaluate detection|classification`, `roadsigns dataset export --out DIR`."""
+`roadsigns evaluate detection|classification`, `roadsigns dataset export --out DIR`,
+`roadsigns promote --alias ALIAS`."""
 
 from __future__ import annotations
 
@@ -284,6 +285,38 @@ def cmd_dataset_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_promote(args: argparse.Namespace) -> int:
+    """Move `--alias` to the candidate's versions if no headline metric drops beyond the tolerance
+    (roadsigns.cli.promote); the decision as JSON. Exit 0 promoted (or nothing to do), 1 refused."""
+    import os
+
+    from roadsigns.cli import promote
+
+    settings = _settings(args)
+    tracking_uri = args.tracking_uri or settings.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not tracking_uri:
+        raise UsageError("no registry: set ROADSIGNS_MLFLOW_TRACKING_URI (or MLFLOW_TRACKING_URI, or --tracking-uri)")
+    if (args.images is None) != (args.gt is None):
+        raise UsageError("--images and --gt go together")
+    evalset = promote.EvalSet(args.images, args.gt, args.npz) if args.images else promote.heldout()
+    if args.npz and not args.images:
+        evalset = promote.EvalSet(evalset.images, evalset.gt, args.npz)
+    for path in (evalset.images, evalset.gt, evalset.npz):
+        if path is not None and not path.exists():
+            hint = " (make heldout writes the default set)" if not args.images else ""
+            raise UsageError(f"evaluation set: {path} does not exist{hint}")
+    if args.tolerance < 0:
+        raise UsageError(f"--tolerance must not be negative (got {args.tolerance:g})")
+    try:
+        result = promote.promote(
+            settings, tracking_uri, args.alias, args.candidate, evalset, args.tolerance, args.force, args.quiet
+        )
+    except LookupError as exc:
+        raise UsageError(str(exc)) from None
+    print(json.dumps(result, indent=2))
+    return 1 if result["decision"] == "refused" else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="roadsigns", description="Find, classify and read traffic signs.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -330,6 +363,25 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--tenant", default="default", help="whose reviews (default: default, the tenant without keys)")
     x.add_argument("--no-mlflow", action="store_true", help="do not log the export even if a tracking URI is set")
     x.set_defaults(func=cmd_dataset_export)
+
+    pr = sub.add_parser(
+        "promote",
+        help="point a registry alias at the candidate's versions if they are no worse on the evaluation set",
+    )
+    pr.add_argument("--alias", required=True, help="the alias to move, e.g. production (what workers serve)")
+    pr.add_argument("--candidate", default="candidate", help="the alias naming the new versions (default: candidate)")
+    pr.add_argument("--images", type=Path, help="evaluation photos (default: .train/heldout/images)")
+    pr.add_argument("--gt", type=Path, help="their GTSDB gt.txt (default: .train/heldout/gt.txt)")
+    pr.add_argument("--npz", type=Path, help="crops for classification accuracy (default: the held-out set's)")
+    pr.add_argument(
+        "--tolerance", type=float, default=0.005, help="largest drop allowed in any headline metric (default 0.005)"
+    )
+    pr.add_argument("--force", action="store_true", help="move the alias even if refused (logged as forced)")
+    pr.add_argument("--tracking-uri", help="the registry (default ROADSIGNS_MLFLOW_TRACKING_URI, MLFLOW_TRACKING_URI)")
+    pr.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    pr.add_argument("--imgsz", type=int, help="longest side a photo runs at (default 1376)")
+    pr.add_argument("--quiet", action="store_true", help="no progress bar")
+    pr.set_defaults(func=cmd_promote)
 
     e = sub.add_parser("evaluate", help="measure accuracy on labelled data")
     esub = e.add_subparsers(dest="what", required=True)

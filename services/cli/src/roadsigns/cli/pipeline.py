@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from roadsigns.detector.model import SignDetector
 from roadsigns.detector.service import build_detector, detect_job
 from roadsigns.ocr.reader import SignReader
 from roadsigns.ocr.service import name_unread, read_job
@@ -66,8 +67,9 @@ def photo_fix(data: bytes) -> Fix | None:
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, ocr: bool = True) -> None:
-        self.detector = build_detector(settings)
+    def __init__(self, settings: Settings, ocr: bool = True, detector: SignDetector | None = None) -> None:
+        """`detector`: one already built (`roadsigns promote` pins registry versions), else from the settings."""
+        self.detector = detector or build_detector(settings)
         self.min_class_probability = settings.open_set_min_probability
         self.reader: SignReader | None = None
         if ocr:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Mapping
 
 import cv2
 import numpy as np
@@ -16,15 +17,18 @@ from roadsigns.shared.schemas import Detection, DetectRequest, DetectResult
 from roadsigns.shared.settings import Settings, get_settings
 
 
-def build_detector(settings: Settings) -> SignDetector:
-    """Weights from the registry alias when one is configured, else the configured or shipped files."""
-    det, clf, versions = settings.detector_weights, settings.classifier_weights, None
+def build_detector(settings: Settings, versions: Mapping[str, str] | None = None) -> SignDetector:
+    """Weights from the registry alias when one is configured, else the configured or shipped files.
+
+    `versions` pins the registry versions (part -> number, `registry.resolve`) instead of the
+    ones the alias names when the files are fetched."""
+    det, clf, labels = settings.detector_weights, settings.classifier_weights, None
     backend = backends.load(settings.backend, settings.device)
     if settings.model_registry_alias and settings.mlflow_tracking_uri:
         from roadsigns.detector import registry
 
-        det, clf, versions = registry.fetch(
-            settings.mlflow_tracking_uri, settings.model_registry_alias, backend.weights_ext
+        det, clf, labels = registry.fetch(
+            settings.mlflow_tracking_uri, settings.model_registry_alias, backend.weights_ext, versions
         )
     detector = SignDetector(
         det,
@@ -35,7 +39,7 @@ def build_detector(settings: Settings) -> SignDetector:
         coarse_side=settings.detector_coarse_side,
         conf=settings.detector_conf,
         crop_scale=1 + settings.crop_margin,
-        versions=versions,
+        versions=labels,
         backend=backend.name,
         min_confidence=settings.min_confidence,
     )
