@@ -12,7 +12,7 @@ DEV_ENV := ROADSIGNS_DATABASE_URL=postgresql+psycopg2://postgres@127.0.0.1:5432/
 GATEWAY_LIMITS := --http roadsigns.gateway.protocol:HeadDeadlineH11Protocol --h11-max-incomplete-event-size 65536 \
 	--limit-concurrency 200 --timeout-keep-alive 5
 
-.PHONY: setup system-deps demo dev migrate test test-fast lint format train heldout evaluate bench soak clean tools deploy-check dashboards \
+.PHONY: setup system-deps demo dev migrate test test-fast lint typecheck format train heldout evaluate bench soak clean tools deploy-check dashboards \
 	screenshots up up-gpu down
 
 $(VENV)/.installed: requirements-dev.txt shared/pyproject.toml services/*/pyproject.toml sdk/pyproject.toml training/pyproject.toml
@@ -58,9 +58,13 @@ test: setup tools ## the whole test suite: real Postgres, Redis, Celery, Tessera
 test-fast: setup ## the in-process tier (tests/fast): local Postgres and Redis, shipped models, no Celery pool or server
 	$(BIN)/pytest -q tests/fast
 
-lint: setup
+lint: setup ## ruff (check and format) and the type check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+typecheck: setup ## mypy over shared/ and the services (settings and strictness: pyproject.toml)
+	$(BIN)/mypy
 
 format: setup
 	$(BIN)/ruff format .

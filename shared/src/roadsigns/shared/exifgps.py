@@ -65,9 +65,10 @@ def _degrees(value: Any, ref: Any, negative: str) -> float | None:
     """Degrees, minutes, seconds (three rationals; some writers give one decimal number)."""
     parts = value if isinstance(value, (tuple, list)) else (value,)
     numbers = [_number(p) for p in parts[:3]]
-    if not numbers or any(n is None or n < 0 for n in numbers):
+    known = [n for n in numbers if n is not None and n >= 0]
+    if not numbers or len(known) < len(numbers):
         return None
-    degrees = sum(n / 60**i for i, n in enumerate(numbers))  # type: ignore[operator]
+    degrees = sum(n / 60.0**i for i, n in enumerate(known))
     return -degrees if _text(ref).startswith(negative) else degrees
 
 

@@ -143,7 +143,7 @@ def run_in_process(request: JobMessage, steps: Mapping[str, Callable[[Any], JobM
     return message
 
 
-class StageTask(Task):
+class StageTask(Task[Any, None]):
     """The Celery task class of every stage; `stage` is set per task by `stage_task`."""
 
     stage: Stage
@@ -169,7 +169,7 @@ def stage_task(
     settings: Settings,
     log: logging.Logger,
     expected: tuple[type[Exception], ...] = (),
-) -> Task:
+) -> Task[Any, None]:
     """The Celery task that runs `run` (the stage's plain function) on each of the stage's messages.
 
     In order: count the delivery and, in the same Redis round trip, leave the stage's started

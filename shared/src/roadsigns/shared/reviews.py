@@ -14,7 +14,7 @@ import unicodedata
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from roadsigns.shared import classes
 
@@ -79,8 +79,8 @@ class ReviewDecision(BaseModel):
 
     @field_validator("class_name", "text")
     @classmethod
-    def _no_control_characters(cls, value: str | None, info) -> str | None:  # type: ignore[no-untyped-def]
-        return _printable(value, info.field_name)
+    def _no_control_characters(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return _printable(value, info.field_name or "")
 
     @model_validator(mode="after")
     def _fits_the_decision(self) -> ReviewDecision:

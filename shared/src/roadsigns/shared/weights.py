@@ -29,4 +29,5 @@ def file_version(path: Path) -> str:
 def softmax(logits: NDArray[np.floating[Any]]) -> NDArray[np.floating[Any]]:
     """Probabilities along the last axis (classes per row, or characters per place)."""
     e = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    probabilities: NDArray[np.floating[Any]] = e / e.sum(axis=-1, keepdims=True)
+    return probabilities

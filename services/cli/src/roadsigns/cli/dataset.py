@@ -27,7 +27,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -37,6 +37,9 @@ from roadsigns.shared.blobstore import BlobNotFound, BlobStore
 from roadsigns.shared.db import reviews as queue
 from roadsigns.shared.db.models import Job, Review
 from roadsigns.shared.reviews import reasons
+
+if TYPE_CHECKING:
+    from mlflow.data.meta_dataset import MetaDataset
 
 FORMAT = "roadsigns-reviews/1"
 CROP_SIDE = 32
@@ -104,8 +107,8 @@ def collect(session: Session, blobs: BlobStore, tenant: str, below: float) -> Ex
     jobs = queue.reviewed_jobs(session, tenant)
     waiting = queue.pending_jobs(session, tenant, below)
     reviews_by_job: dict[str, list[Review]] = defaultdict(list)
-    for review in queue.reviews_of(session, tenant, [j.id for j in jobs]):
-        reviews_by_job[review.job_id].append(review)
+    for decided in queue.reviews_of(session, tenant, [j.id for j in jobs]):
+        reviews_by_job[decided.job_id].append(decided)
     for job in jobs:
         if job.id in waiting:
             found.skipped_pending += 1
@@ -205,10 +208,13 @@ def log_to_mlflow(out: Path, manifest: dict[str, Any], tracking_uri: str) -> str
     return str(run.info.run_id)
 
 
-def dataset_input(out: Path, manifest: dict[str, Any]):  # type: ignore[no-untyped-def]
+def dataset_input(out: Path, manifest: dict[str, Any]) -> MetaDataset:
     """The folder as an MLflow dataset: its path, named by tenant, digest from its version."""
     from mlflow.data.dataset_source_registry import get_dataset_source_from_json
     from mlflow.data.meta_dataset import MetaDataset
 
     source = get_dataset_source_from_json(json.dumps({"uri": str(out.resolve())}), "local")
-    return MetaDataset(source, name=f"roadsigns-reviews-{manifest['tenant']}", digest=manifest["version"][7:19])
+    # mlflow's types leave `profile` abstract; MetaDataset has it (None) at run time.
+    return MetaDataset(  # type: ignore[abstract]
+        source, name=f"roadsigns-reviews-{manifest['tenant']}", digest=manifest["version"][7:19]
+    )

@@ -9,8 +9,12 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from roadsigns.shared.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from roadsigns.sdk.models import Job
 
 
 class UsageError(Exception):
@@ -74,7 +78,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return _write_results(results, args.output)
 
 
-def job_as_analysis(job) -> dict:  # type: ignore[no-untyped-def]
+def job_as_analysis(job: Job) -> dict[str, Any]:
     """A finished job in the shape `roadsigns analyze` writes for one photo."""
     if job.status != "done":
         return {"error": job.error or f"job {job.id} {job.status}"}
@@ -170,6 +174,11 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _box(bbox: list[float]) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = bbox
+    return x1, y1, x2, y2
+
+
 def cmd_eval_detection(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -201,7 +210,7 @@ def cmd_eval_detection(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UsageError(f"{args.images / name}: {exc}") from None
         spent += time.perf_counter() - t0
-        preds[name] = [Pred(tuple(s.bbox), s.class_id, s.confidence, s.text, s.category) for s in analysis.signs]
+        preds[name] = [Pred(_box(s.bbox), s.class_id, s.confidence, s.text, s.category) for s in analysis.signs]
     report = detection_report(gt, preds, settings.min_confidence)
     report.update(
         images=len(names),

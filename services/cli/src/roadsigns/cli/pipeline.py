@@ -102,6 +102,8 @@ class Pipeline:
 def annotate(data: bytes, signs: list[SignResult]) -> np.ndarray:
     """The photo with every sign's box and a label: class, text read, confidence."""
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError("not an image OpenCV can read")
     for s in signs:
         x1, y1, x2, y2 = (int(round(v)) for v in s.bbox)
         cv2.rectangle(image, (x1, y1), (x2, y2), (0, 200, 255), 2)

@@ -146,7 +146,8 @@ class SignDetector:
         found = []
         for box, conf, crop, p in zip(boxes, confs, crops, probs, strict=True):
             cls = int(p.argmax())
-            sign = Found(tuple(float(v) for v in box), float(conf), cls, float(p[cls]), crop)
+            x1, y1, x2, y2 = (float(v) for v in box)
+            sign = Found((x1, y1, x2, y2), float(conf), cls, float(p[cls]), crop)
             if sign.confidence >= floor:
                 found.append(sign)
         found.sort(key=lambda f: (f.bbox[0], f.bbox[1]))

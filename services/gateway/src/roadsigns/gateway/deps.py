@@ -33,7 +33,8 @@ class Services:
 
 
 def get_services(request: Request) -> Services:
-    return request.app.state.services
+    services: Services = request.app.state.services
+    return services
 
 
 def get_session(services: Annotated[Services, Depends(get_services)]) -> Iterator[Session]:

@@ -15,9 +15,11 @@ from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 
 from roadsigns.shared.tasks import Queue
 
+QUEUES = tuple(str(q) for q in Queue)
+
 
 class QueueDepthCollector(Collector):
-    def __init__(self, broker_url: str, queues: tuple[str, ...] = tuple(str(q) for q in Queue)) -> None:
+    def __init__(self, broker_url: str, queues: tuple[str, ...] = QUEUES) -> None:
         self.queues = queues
         self.client = redis.Redis.from_url(broker_url, socket_timeout=1, socket_connect_timeout=1)
 

@@ -72,4 +72,5 @@ def sightings(session: Session, tenant: str, class_id: int | None, box: BBox | N
     return [
         Sighting(lat, lon, sign_class, name, text, seen, job_id)
         for job_id, lat, lon, seen, sign_class, name, text in session.execute(query)
+        if lat is not None and lon is not None  # as the query asks: says so to the type checker
     ]

@@ -162,14 +162,14 @@ def summarise(engine: Engine, window: Window) -> list[Summary]:
         ).all()
     lowest: dict[str, list[Any]] = defaultdict(list)
     for sign in signs:
-        key = job_models.get(sign.job_id)
-        if key is None:  # the job finished after the first read; it is in the next window's figures
+        models = job_models.get(sign.job_id)
+        if models is None:  # the job finished after the first read; it is in the next window's figures
             continue
-        group = groups[key]
+        group = groups[models]
         group.confidences.append(sign.confidence)
         group.by_source[sign.class_source] += 1
         group.open_set += sign.class_id is None
-        lowest[key].append(sign)
+        lowest[models].append(sign)
     for key, rows in lowest.items():
         groups[key].low_confidence = [
             {

@@ -87,7 +87,7 @@ class WindowLogger:
                 RUNS_TAG: str(window_runs),
             },
         )
-        run_id = run.info.run_id
+        run_id: str = run.info.run_id
         self.client.log_batch(
             run_id,
             metrics=[Metric(k, float(v), end_ms, 0) for k, v in summary.metrics().items()],

@@ -79,7 +79,7 @@ class GuardedBackend(httpcore.NetworkBackend):
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as exc:
             raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
-        addresses = list(dict.fromkeys(info[4][0] for info in infos))
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
         for address in addresses:  # every one, not only the one used
             if not self.allow_private and not is_public(ipaddress.ip_address(address.split("%")[0])):
                 raise CallbackRefused(f"{host} resolves to {address}, not a public address: refused at connect time")

@@ -14,10 +14,10 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import redis
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import CursorResult, Engine, Result, delete, select, update
 
 from roadsigns.shared.blobstore import BlobStore
 from roadsigns.shared.db.models import Job, Sign
@@ -42,7 +42,7 @@ def mark_stage(engine: Engine, job_id: str, status: JobStatus, attempt: int | No
             .where(Job.id == job_id, Job.status.in_(behind), *_current(attempt))
             .values(status=status.value, updated_at=now())
         )
-        return result.rowcount > 0
+        return _changed(result) > 0
 
 
 def mark_stages(engine: Engine, marks: Iterable[StageStarted]) -> int:
@@ -61,8 +61,13 @@ def mark_stages(engine: Engine, marks: Iterable[StageStarted]) -> int:
                 .where(Job.id.in_(sorted(job_ids)), Job.status.in_(behind), *_current(attempt))
                 .values(status=status.value, updated_at=now())
             )
-            moved += result.rowcount
+            moved += _changed(result)
     return moved
+
+
+def _changed(result: Result[Any]) -> int:
+    """Rows an UPDATE changed: Session.execute is typed to return any Result, an UPDATE's is a CursorResult."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 def _current(attempt: int | None) -> list[Any]:
@@ -79,7 +84,7 @@ def fail(engine: Engine, job_id: str, error: str, attempt: int | None = None) ->
             .where(Job.id == job_id, Job.status.notin_([t.value for t in TERMINAL]), *_current(attempt))
             .values(status=JobStatus.FAILED.value, error=error[:2000], updated_at=now(), finished_at=now())
         )
-        return result.rowcount > 0
+        return _changed(result) > 0
 
 
 @dataclass
@@ -199,8 +204,9 @@ def reconcile(
     counts["requeued"], counts["failed"] = len(requeue), len(failed)
     for job_id, key, attempt in requeue:
         send_detect(DetectRequest(job_id=job_id, blob_key=key, submitted_at=now().timestamp(), attempt=attempt))
-    for job_id in failed if on_failed else []:
-        on_failed(job_id)
+    if on_failed:
+        for job_id in failed:
+            on_failed(job_id)
     return counts
 
 
@@ -216,6 +222,6 @@ def broker_job_ids(client: redis.Redis, queues: list[str]) -> set[str]:
     """
     raw: list[bytes] = []
     for queue in queues:
-        raw.extend(client.lrange(queue, 0, -1))
-    raw.extend(client.hvals("unacked"))
+        raw.extend(cast(list[bytes], client.lrange(queue, 0, -1)))  # redis-py types sync and async as one
+    raw.extend(cast(list[bytes], client.hvals("unacked")))
     return {m.decode() for message in raw for m in _JOB_ID.findall(message)}

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import httpcore
 import redis
+from celery import Task
 from celery.signals import worker_init
+from sqlalchemy import Engine
 
 from roadsigns.shared import pipeline
 from roadsigns.shared.blobstore import BlobStore
@@ -54,7 +56,7 @@ if settings.retention_days:
     app.conf.beat_schedule["retention"] = {"task": str(TaskName.RETENTION), "schedule": settings.retention_every_s}
 
 
-def engine():
+def engine() -> Engine:
     return get_engine(settings.database_url, "roadsigns-tracker")
 
 
@@ -163,7 +165,7 @@ _DELIVERY_ERRORS = (
 
 
 @app.task(name=TaskName.TRACK_WEBHOOK, bind=True, max_retries=None)
-def webhook(self, job_id: str) -> None:  # type: ignore[no-untyped-def]
+def webhook(self: Task[Any, None], job_id: str) -> None:
     """POST the finished job to its callback_url; retry with exponential backoff, record the outcome."""
     target = webhooks.payload(engine(), job_id)
     if target is None:

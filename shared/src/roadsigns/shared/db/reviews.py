@@ -6,7 +6,7 @@ rules themselves are `roadsigns.shared.reviews.reasons`, which `queued` mirrors.
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, false, func, or_, select
+from sqlalchemy import ColumnElement, Select, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from roadsigns.shared.db.models import Job, Review, Sign
@@ -23,7 +23,7 @@ def queued(below: float) -> ColumnElement[bool]:
     )
 
 
-def _pending(tenant: str, below: float):  # type: ignore[no-untyped-def]
+def _pending(tenant: str, below: float) -> Select[Sign, Job]:
     return (
         select(Sign, Job)
         .join(Job, Job.id == Sign.job_id)

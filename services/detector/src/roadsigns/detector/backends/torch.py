@@ -7,6 +7,7 @@ loads the checkpoint, `preprocess.py` does the letterbox and NMS as for the othe
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -14,7 +15,7 @@ from roadsigns.detector.backends import Backend, resolve_device
 
 
 class TorchLocaliser:
-    input_shape = None  # any multiple of the stride
+    input_shape: tuple[int, int] | None = None  # any multiple of the stride
 
     def __init__(self, path: Path, device: str) -> None:
         from roadsigns.detector import offline
@@ -25,7 +26,8 @@ class TorchLocaliser:
 
         self.torch, self.device = torch, device
         # Convolutions and batch norms fused, as ultralytics' own predictor runs it.
-        self.net = YOLO(str(path), task="detect").model.to(device).float().fuse(verbose=False).eval()
+        net: Any = YOLO(str(path), task="detect").model  # typed as its path too, before it is loaded
+        self.net = net.to(device).float().fuse(verbose=False).eval()
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         with self.torch.inference_mode():

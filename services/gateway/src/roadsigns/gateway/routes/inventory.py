@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse, Response
@@ -36,7 +36,7 @@ ClassQuery = Annotated[int | None, Query(ge=0, le=2**31 - 1, description="only s
 SinceQuery = Annotated[
     datetime | None, Query(description="only signs last seen at or after this time (ISO 8601; UTC without an offset)")
 ]
-_BAD_FILTER = {422: {"description": "a bad bbox, class_id or since"}}
+_BAD_FILTER: dict[int | str, dict[str, Any]] = {422: {"description": "a bad bbox, class_id or since"}}
 
 
 def _signs(
@@ -82,8 +82,10 @@ def get_inventory(
 @router.get(
     "/inventory.csv",
     response_class=Response,
-    responses={200: {"description": "one row per sign", "content": {"text/csv": {"schema": {"type": "string"}}}}}
-    | _BAD_FILTER,
+    responses={
+        200: {"description": "one row per sign", "content": {"text/csv": {"schema": {"type": "string"}}}},
+        **_BAD_FILTER,
+    },
 )
 def get_inventory_csv(
     session: SessionDep,

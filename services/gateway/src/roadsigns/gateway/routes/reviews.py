@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query
@@ -22,7 +23,7 @@ router = APIRouter(prefix="/reviews", tags=["reviews"])
 ItemId = Annotated[int, Path(ge=1, le=2**31 - 1, description="a queued sign's id, as GET /reviews gives it")]
 
 
-def _item(sign: Sign, job: Job, below: float, link) -> ReviewItem:  # type: ignore[no-untyped-def]
+def _item(sign: Sign, job: Job, below: float, link: Callable[[str], str]) -> ReviewItem:
     return ReviewItem(
         id=sign.id,
         job_id=job.id,
@@ -51,11 +52,11 @@ def review_out(review: Review) -> ReviewOut:
         id=review.id,
         item_id=review.sign_id,
         job_id=review.job_id,
-        decision=review.decision,  # type: ignore[arg-type]
+        decision=review.decision,
         class_id=review.class_id,
         class_name=review.class_name,
         text=review.text,
-        bbox=None if None in box else box,  # type: ignore[arg-type]
+        bbox=None if None in box else box,
         reviewer=review.reviewer,
         reviewed_at=review.reviewed_at,
     )
