@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from roadsigns.shared.db.models import Job, Sign
 from roadsigns.shared.db.session import session_scope
@@ -167,3 +167,7 @@ def test_a_run_cut_short_is_logged_again_and_a_half_logged_window_completed(
 def test_windows_without_jobs_log_nothing(engine: Engine, logger: WindowLogger) -> None:
     assert log_windows(engine, logger, WINDOW_S, AFTER) == []
     assert runs(logger) == []
+    # An empty window is read again on every tick: a range on an index, not a scan of the jobs.
+    with engine.connect() as conn:
+        indexes = conn.execute(text("SELECT indexdef FROM pg_indexes WHERE tablename = 'jobs'")).scalars().all()
+    assert any(i.endswith("(finished_at)") for i in indexes), indexes

@@ -107,7 +107,7 @@ def log_windows(
     """Log every closed window of the last `lookback` that has finished jobs and is not yet
     logged whole, one run per model version; return what was logged. A window logged whole
     costs no read of Postgres; one without jobs logs nothing and is read again on the next
-    tick (a range read on `finished_at` that finds nothing)."""
+    tick (a read of the `finished_at` index, migration 0007, that finds nothing)."""
     windows = closed_windows(now, window_s, lookback)
     before = logger.logged(windows)
     logged = []

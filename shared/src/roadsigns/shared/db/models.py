@@ -43,7 +43,8 @@ class Job(Base):
     image_height: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Indexed: the tracker reads each MLflow window's finished jobs by it (roadsigns.tracker.aggregates).
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     error: Mapped[str | None] = mapped_column(Text)
     timings_ms: Mapped[dict[str, Any] | None] = mapped_column(JSON)
