@@ -147,6 +147,9 @@ def mlflow_windows() -> int:
         return 0
     try:
         logged = log_windows(engine(), window_logger(), settings.mlflow_window_s, datetime.now(UTC))
+    except Exception as exc:  # MLflow down or slow: one line a minute, not a traceback; the next tick catches up
+        log.warning("MLflow windows not logged (%s: %s); the next tick retries", type(exc).__name__, exc)
+        return 0
     finally:
         lock.release()
     for summary in logged:
