@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
+import httpx
 import numpy as np
 import onnx
 import pytest
@@ -22,8 +25,8 @@ from onnx import numpy_helper
 
 from roadsigns.cli.groundtruth import read_gt
 from roadsigns.shared.weights import shipped
-from tests.conftest import PHOTOS
-from tests.stack import BIN, Stack
+from tests.conftest import PHOTOS, wait_for_job
+from tests.stack import BIN, Stack, wait_until
 
 ALIAS = "production"
 POLL_S = 1.0
@@ -194,3 +197,140 @@ def test_force_moves_a_refused_candidate_and_says_so(registry: Registry) -> None
     assert run.data.tags["roadsigns.forced"] == "true" and run.data.params["forced"] == "True"
     assert registry.serving()["classifier"] == result["versions"]["candidate"]["classifier"]
     point(registry.client, ALIAS, registry.v1)
+
+
+# --- hot swap: running detector workers follow `production` -------------------------------------
+
+CHILDREN = 2  # every child loads and swaps on its own
+
+
+@pytest.fixture(scope="module")
+def served(registry: Registry) -> Iterator[Registry]:
+    """Workers and the gateway on the registry's stack; the detector pool serves `production`, polled every second."""
+    stack = registry.stack
+    point(registry.client, ALIAS, registry.v1)
+    detector_env = {"ROADSIGNS_MODEL_REGISTRY_ALIAS": ALIAS, "ROADSIGNS_MODEL_POLL_S": str(POLL_S)}
+    stack.start_worker("detector", CHILDREN, extra_env=detector_env)
+    for pool in ("ocr", "tracker"):
+        stack.start_worker(pool, 1)
+    stack.start_gateway()
+    stack.wait_workers_ready(["detector", "ocr", "tracker"])
+    wait_until(lambda: stack.log("detector").count("models loaded") >= CHILDREN, 120, "both detector children")
+    yield registry
+
+
+def submit(client: httpx.Client, name: str = "00330.jpg") -> dict:
+    made = client.post("/jobs", files={"file": (name, (PHOTOS / name).read_bytes(), "image/jpeg")})
+    assert made.status_code == 202, made.text
+    return wait_for_job(client, made.json()["id"])
+
+
+def detector_version(job: dict) -> str:
+    return job["model_versions"]["detector"]
+
+
+def detector_log(stack: Stack) -> str:
+    return (stack.root / "detector.log").read_text(errors="replace")
+
+
+def metric(stack: Stack, name: str) -> float:
+    text = httpx.get(f"http://127.0.0.1:{stack.metrics_ports['detector']}/metrics", timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+def test_jobs_run_on_version_1(served: Registry) -> None:
+    with httpx.Client(base_url=served.stack.gateway_url, timeout=30) as client:
+        job = submit(client)
+    assert job["status"] == "done" and job["signs"], job
+    assert detector_version(job) == f"roadsigns-detector/{served.v1['detector']}@{ALIAS}"
+    assert job["model_versions"]["classifier"] == f"roadsigns-classifier/{served.v1['classifier']}@{ALIAS}"
+
+
+def test_corrupt_version_is_refused_by_running_workers(served: Registry) -> None:
+    stack = served.stack
+    corrupt = register(
+        served.client,
+        stack.root / "models",
+        "corrupt",
+        {"detector": {"detector.onnx": b"\x00garbage" * 512, "detector.pt": b"\x00garbage" * 512}},
+    )
+    point(served.client, ALIAS, corrupt)  # past the gate, as a hand in the registry's UI would
+    try:
+        wait_until(lambda: detector_log(stack).count("refused production") >= CHILDREN, 60, "both children to refuse")
+        assert metric(stack, 'roadsigns_model_refused_total{model="detector",reason="load"}') == CHILDREN
+        time.sleep(3 * POLL_S)  # refused once, not loaded again on every look
+        assert detector_log(stack).count("refused production") == CHILDREN
+        with httpx.Client(base_url=stack.gateway_url, timeout=30) as client:
+            job = submit(client)
+        assert job["status"] == "done", job
+        assert detector_version(job) == f"roadsigns-detector/{served.v1['detector']}@{ALIAS}"
+    finally:
+        point(served.client, ALIAS, served.v1)
+
+
+def test_promoted_version_is_picked_up_without_a_restart_or_a_failed_job(served: Registry) -> None:
+    stack = served.stack
+    pids = {name: proc.pid for name, proc in stack.procs.items()}
+    v2 = register(
+        served.client,
+        stack.root / "models",
+        "v2",
+        {p: {f"{p}.onnx": relabelled(shipped_files(p)[f"{p}.onnx"], "v2")} for p in PARTS},
+    )
+    point(served.client, "candidate", v2)
+    jobs: list[tuple[float, float, dict]] = []  # (submitted at, finished at, job)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def keep_busy() -> None:  # one job after another, so a job is in flight in each child when the swap comes
+        try:
+            with httpx.Client(base_url=stack.gateway_url, timeout=30) as client:
+                while not stop.is_set():
+                    submitted = time.monotonic()
+                    job = submit(client)
+                    jobs.append((submitted, time.monotonic(), job))
+        except BaseException as exc:  # noqa: BLE001 - reported by the test, not lost in the thread
+            errors.append(exc)
+
+    def on_v2(job: dict) -> bool:
+        return detector_version(job) == f"roadsigns-detector/{v2['detector']}@{ALIAS}"
+
+    threads = [threading.Thread(target=keep_busy) for _ in range(CHILDREN)]
+    for t in threads:
+        t.start()
+    try:
+        wait_until(lambda: len(jobs) >= 2, 120, "jobs on version 1")
+        status, result, stderr = served.promote("candidate")
+        promoted_at = time.monotonic()
+        assert status == 0 and result["decision"] == "promoted", (result, stderr[-2000:])
+        wait_until(lambda: detector_log(stack).count("now serving") >= CHILDREN, 60, "both children to swap")
+        swapped_after = time.monotonic() - promoted_at
+        all_swapped = time.monotonic()
+        wait_until(lambda: sum(s > all_swapped for s, _, _ in jobs) >= 2 * CHILDREN, 180, "jobs after the swap")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(300)
+    assert not errors, errors
+    first_v2 = min(f for _, f, j in jobs if on_v2(j)) - promoted_at
+    print(f"\nswap: both children serve v2 {swapped_after:.1f} s after promote returned; first v2 job {first_v2:.1f} s")
+    assert swapped_after < POLL_S + 45  # the poll, a download and a load beside the serving pair
+    assert all(j["status"] == "done" for _, _, j in jobs), [j for _, _, j in jobs if j["status"] != "done"]
+    v1 = f"roadsigns-detector/{served.v1['detector']}@{ALIAS}"
+    assert {detector_version(j) for _, _, j in jobs} == {v1, f"roadsigns-detector/{v2['detector']}@{ALIAS}"}
+    later = [j for s, _, j in jobs if s > all_swapped]  # submitted after every child swapped
+    assert len(later) >= 2 * CHILDREN and all(on_v2(j) for j in later)
+    assert metric(stack, 'roadsigns_model_swaps_total{model="detector"}') == CHILDREN
+    assert {name: proc.pid for name, proc in stack.procs.items()} == pids  # no restart
+    assert all(proc.poll() is None for proc in stack.procs.values())
+
+
+def test_smoke_test_passes_the_shipped_pair_and_refuses_one_that_finds_nothing() -> None:
+    from roadsigns.detector.model import SignDetector
+    from roadsigns.detector.serving import SmokeTestFailed, smoke_test
+
+    detector = SignDetector(backend="openvino")
+    smoke_test(detector)
+    detector.localiser = lambda blob: np.zeros((1, 5, 2100), np.float32)  # a localiser that proposes nothing
+    with pytest.raises(SmokeTestFailed, match="no sign found"):
+        smoke_test(detector)

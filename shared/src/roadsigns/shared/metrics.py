@@ -25,6 +25,16 @@ MODEL_LOAD_SECONDS = Gauge(
 MODEL_INFO = Gauge(
     "roadsigns_model_info", "Model version served (value 1)", ["model", "version"], multiprocess_mode="max"
 )
+MODEL_SWAPS = Counter(
+    "roadsigns_model_swaps_total",
+    "Times a worker process began serving new model versions, without a restart",
+    ["model"],
+)
+MODEL_REFUSED = Counter(
+    "roadsigns_model_refused_total",
+    "New model versions a worker process refused to serve (reason: load or smoke); the old ones kept serving",
+    ["model", "reason"],
+)
 
 
 def serve_worker_metrics(port: int | None) -> None:

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     min_confidence: float = 0.25  # a sign is reported when localiser score x class probability reaches this
     crop_margin: float = 0.2  # crops are this much larger than the box on each side, in total
     model_registry_alias: str | None = None  # e.g. "champion": load models:/NAME@ALIAS from MLflow
+    # Detector workers ask the registry this often which versions the alias names, and load new ones
+    # in each child without a restart (roadsigns.detector.serving); 0: load once, at start.
+    model_poll_s: float = Field(30.0, ge=0)
 
     # OCR
     ocr_languages: str = "eng+deu+fra"

@@ -9,13 +9,12 @@ from typing import Any
 
 from celery.signals import worker_init
 
-from roadsigns.detector.model import SignDetector
-from roadsigns.detector.service import ImageUnreadable, build_detector, detect_job
+from roadsigns.detector.service import ImageUnreadable, detect_job
+from roadsigns.detector.serving import serving
 from roadsigns.shared import pipeline
 from roadsigns.shared.blobstore import BlobNotFound, BlobStore
 from roadsigns.shared.logs import setup as setup_logging
 from roadsigns.shared.metrics import serve_worker_metrics
-from roadsigns.shared.perchild import PerChild
 from roadsigns.shared.schemas import DetectRequest, DetectResult
 from roadsigns.shared.settings import get_settings
 from roadsigns.shared.tasks import make_celery
@@ -25,13 +24,9 @@ log = setup_logging("detector")
 app = make_celery("roadsigns-detector", settings)
 
 
-def _load() -> SignDetector:
-    detector = build_detector(settings)
-    log.info("models loaded in %.1f s: %s", detector.load_seconds, detector.versions)
-    return detector
-
-
-detector = PerChild(_load).warm()
+# Built in each child, never in this parent; with a registry alias, each child follows the alias
+# (ROADSIGNS_MODEL_POLL_S) and swaps in new versions between tasks.
+detector = serving(settings, log).warm()
 
 
 @worker_init.connect
@@ -40,7 +35,8 @@ def _serve_metrics(**_: Any) -> None:
 
 
 def detect_stored(request: DetectRequest) -> DetectResult:
-    """The uploaded photo, from the blob store, through the detector."""
+    """The uploaded photo, from the blob store, through the detector this child serves now (taken
+    once: a swap during the task does not change the model that answers it, or its versions)."""
     return detect_job(request, BlobStore(settings.blob_dir).get(request.blob_key), detector())
 
 
