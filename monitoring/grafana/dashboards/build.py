@@ -132,6 +132,8 @@ def panels() -> list[dict]:
             [
                 ("max by (model, version) (roadsigns_model_info)", "{{model}} {{version}}"),
                 ("max by (model) (roadsigns_model_load_seconds)", "{{model}} load seconds"),
+                ("sum by (model) (increase(roadsigns_model_swaps_total[$__range]))", "{{model}} swaps"),
+                ("sum by (reason) (increase(roadsigns_model_refused_total[$__range]))", "refused: {{reason}}"),
             ],
             12,
             32,
