@@ -334,3 +334,19 @@ def test_smoke_test_passes_the_shipped_pair_and_refuses_one_that_finds_nothing()
     detector.localiser = lambda blob: np.zeros((1, 5, 2100), np.float32)  # a localiser that proposes nothing
     with pytest.raises(SmokeTestFailed, match="no sign found"):
         smoke_test(detector)
+
+
+def test_promote_says_what_is_missing(tmp_path: Path) -> None:
+    env = {"PATH": str(BIN), "HOME": str(tmp_path), "MLFLOW_DISABLE_TELEMETRY": "true"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "roadsigns"), "promote", "--alias", ALIAS, *args], env=env, capture_output=True, text=True
+        )
+
+    out = run()
+    assert out.returncode == 2 and "no registry" in out.stderr
+    out = run("--tracking-uri", f"sqlite:///{tmp_path}/m.db", "--images", str(PHOTOS))
+    assert out.returncode == 2 and "--images and --gt go together" in out.stderr
+    out = run("--tracking-uri", f"sqlite:///{tmp_path}/m.db", "--images", str(tmp_path / "none"), "--gt", "gt.txt")
+    assert out.returncode == 2 and "does not exist" in out.stderr

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -174,17 +173,11 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _box(bbox: list[float]) -> tuple[float, float, float, float]:
-    x1, y1, x2, y2 = bbox
-    return x1, y1, x2, y2
-
-
 def cmd_eval_detection(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+    from roadsigns.cli.evaluation import PhotoUnreadable, photo_names, predict_photos
     from roadsigns.cli.groundtruth import GroundTruthError, read_gt
-    from roadsigns.cli.metrics import Pred, detection_report
-    from roadsigns.cli.pipeline import IMAGE_SUFFIXES, Pipeline
+    from roadsigns.cli.metrics import detection_report
+    from roadsigns.cli.pipeline import Pipeline
 
     if not args.images.is_dir():
         raise UsageError(f"--images {args.images} is not a folder")
@@ -192,7 +185,7 @@ def cmd_eval_detection(args: argparse.Namespace) -> int:
         gt = read_gt(args.gt)
     except GroundTruthError as exc:
         raise UsageError(str(exc)) from None
-    names = sorted(p.name for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    names = photo_names(args.images)
     if not names:
         raise UsageError(f"no images in {args.images}")
     missing = sorted(set(gt) - set(names))
@@ -200,17 +193,10 @@ def cmd_eval_detection(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.gt} names {len(missing)} image(s) not in {args.images}, e.g. {missing[0]}")
     settings = _settings(args)
     pipeline = Pipeline(settings, ocr=not args.no_ocr)
-    preds: dict[str, list[Pred]] = {}
-    spent = 0.0
-    for name in tqdm(names, desc="evaluate", unit="img", file=sys.stderr, disable=args.quiet):
-        data = (args.images / name).read_bytes()
-        t0 = time.perf_counter()
-        try:
-            analysis = pipeline.analyze(data, min_confidence=0.0)  # every proposal: mAP ranks them all
-        except ValueError as exc:
-            raise UsageError(f"{args.images / name}: {exc}") from None
-        spent += time.perf_counter() - t0
-        preds[name] = [Pred(_box(s.bbox), s.class_id, s.confidence, s.text, s.category) for s in analysis.signs]
+    try:
+        preds, spent = predict_photos(pipeline, args.images, names, args.quiet)
+    except PhotoUnreadable as exc:
+        raise UsageError(str(exc)) from None
     report = detection_report(gt, preds, settings.min_confidence)
     report.update(
         images=len(names),
@@ -226,6 +212,7 @@ def cmd_eval_detection(args: argparse.Namespace) -> int:
 def cmd_eval_classification(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from roadsigns.cli.evaluation import classify_crops
     from roadsigns.cli.pipeline import Pipeline
 
     try:
@@ -240,11 +227,7 @@ def cmd_eval_classification(args: argparse.Namespace) -> int:
     if len(images) == 0:
         raise UsageError("the .npz holds no images")
     detector = Pipeline(_settings(args), ocr=False).detector
-    t0 = time.perf_counter()
-    predicted = np.concatenate(
-        [detector.classify(list(images[i : i + 256, :, :, ::-1])).argmax(1) for i in range(0, len(images), 256)]
-    )
-    spent = time.perf_counter() - t0
+    predicted, spent = classify_crops(detector, images)
     accuracy = float((predicted == labels.astype(np.int64)).mean())
     print(
         json.dumps(
@@ -300,6 +283,8 @@ def cmd_promote(args: argparse.Namespace) -> int:
     import os
 
     from roadsigns.cli import promote
+    from roadsigns.cli.evaluation import PhotoUnreadable
+    from roadsigns.cli.groundtruth import GroundTruthError
 
     settings = _settings(args)
     tracking_uri = args.tracking_uri or settings.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
@@ -320,7 +305,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
         result = promote.promote(
             settings, tracking_uri, args.alias, args.candidate, evalset, args.tolerance, args.force, args.quiet
         )
-    except LookupError as exc:
+    except (LookupError, PhotoUnreadable, GroundTruthError) as exc:  # no such alias; a bad evaluation set
         raise UsageError(str(exc)) from None
     print(json.dumps(result, indent=2))
     return 1 if result["decision"] == "refused" else 0

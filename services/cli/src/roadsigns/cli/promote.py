@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from roadsigns.cli.groundtruth import read_gt
-from roadsigns.cli.metrics import Pred, detection_report
+from roadsigns.cli.metrics import detection_report
 from roadsigns.detector.model import SignDetector
 from roadsigns.shared.settings import Settings
 
@@ -43,8 +43,10 @@ class EvalSet:
 
     def sha256(self) -> str:
         """One hash over the labels and every photo: the same set, the same hash, so runs compare."""
+        from roadsigns.cli.evaluation import photo_names
+
         h = hashlib.sha256(self.gt.read_bytes())
-        for name in sorted(read_gt(self.gt)):
+        for name in photo_names(self.images):
             h.update(name.encode() + (self.images / name).read_bytes())
         if self.npz:
             h.update(self.npz.read_bytes())
@@ -60,40 +62,21 @@ def heldout(root: Path = HELDOUT) -> EvalSet:
     return EvalSet(root / "images", root / "gt.txt", npz if npz.exists() else None)
 
 
-def detection_metrics(detector: SignDetector, settings: Settings, evalset: EvalSet, quiet: bool = True) -> dict:
-    """`roadsigns evaluate detection`'s report for `detector` on the set's photos, OCR included."""
-    from tqdm import tqdm
-
+def evaluate(detector: SignDetector, settings: Settings, evalset: EvalSet, quiet: bool = True) -> dict[str, float]:
+    """`roadsigns evaluate`'s detection report (OCR included) on the set's photos, and the classifier's
+    accuracy on its crops: the headline metrics, and a few more a person reading the decision wants."""
+    from roadsigns.cli.evaluation import classify_crops, photo_names, predict_photos
     from roadsigns.cli.pipeline import Pipeline
 
-    gt = read_gt(evalset.gt)
     pipeline = Pipeline(settings, ocr=True, detector=detector)
-    preds: dict[str, list[Pred]] = {}
-    for name in tqdm(sorted(gt), desc="evaluate", unit="img", file=sys.stderr, disable=quiet):
-        analysis = pipeline.analyze((evalset.images / name).read_bytes(), min_confidence=0.0)  # mAP ranks them all
-        preds[name] = [
-            Pred((s.bbox[0], s.bbox[1], s.bbox[2], s.bbox[3]), s.class_id, s.confidence, s.text, s.category)
-            for s in analysis.signs
-        ]
-    return detection_report(gt, preds, settings.min_confidence)
-
-
-def classification_accuracy(detector: SignDetector, npz: Path) -> float:
-    """Top-1 accuracy of the detector's classifier on an npz of RGB crops (`images`, `labels`)."""
-    with np.load(npz) as z:
-        images, labels = z["images"], z["labels"]
-    predicted = np.concatenate(
-        [detector.classify(list(images[i : i + 256, :, :, ::-1])).argmax(1) for i in range(0, len(images), 256)]
-    )
-    return float((predicted == labels.astype(np.int64)).mean())
-
-
-def evaluate(detector: SignDetector, settings: Settings, evalset: EvalSet, quiet: bool = True) -> dict[str, float]:
-    """The headline metrics, and a few more a person reading the decision wants beside them."""
-    report = detection_metrics(detector, settings, evalset, quiet)
+    preds, _ = predict_photos(pipeline, evalset.images, photo_names(evalset.images), quiet)
+    report = detection_report(read_gt(evalset.gt), preds, settings.min_confidence)
     metrics = {k: float(report[k]) for k in ("map50", "map50_any", "precision", "recall", "ocr_exact")}
     if evalset.npz:
-        metrics["accuracy"] = classification_accuracy(detector, evalset.npz)
+        with np.load(evalset.npz) as z:
+            images, labels = z["images"], z["labels"]
+        predicted, _ = classify_crops(detector, images)
+        metrics["accuracy"] = float((predicted == labels.astype(np.int64)).mean())
     return metrics
 
 
