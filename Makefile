@@ -24,12 +24,17 @@ $(VENV)/.installed: requirements-dev.txt shared/pyproject.toml services/*/pyproj
 
 setup: system-deps $(VENV)/.installed ## install system packages (Tesseract) and the Python environment
 
-system-deps: ## Tesseract (eng, fra, deu), Chromium for the browser tests, unzip for the tools, when missing
+# Type faces the readers' training draws signs in (training/src/roadsigns/training/faces.py, `wide`).
+FONT_PACKAGES := fonts-opendin fonts-routed-gothic fonts-liberation fonts-dejavu-extra fonts-urw-base35 \
+	fonts-roboto-unhinted fonts-freefont-ttf
+
+system-deps: ## Tesseract (eng, fra, deu), Chromium for the browser tests, unzip, training type faces, when missing
 	@if ! command -v tesseract >/dev/null || ! tesseract --list-langs 2>/dev/null | grep -q deu \
-			|| ! command -v chromium >/dev/null || ! command -v unzip >/dev/null; then \
+			|| ! command -v chromium >/dev/null || ! command -v unzip >/dev/null \
+			|| ! dpkg -s $(FONT_PACKAGES) >/dev/null 2>&1; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q tesseract-ocr tesseract-ocr-eng \
-			tesseract-ocr-fra tesseract-ocr-deu chromium unzip libgl1; fi
+			tesseract-ocr-fra tesseract-ocr-deu chromium unzip libgl1 $(FONT_PACKAGES); fi
 
 demo: setup ## analyze the sample photos in one process (no servers) and print the signs found
 	$(BIN)/roadsigns analyze tests/data/photos --annotate out/demo -o out/demo/results.json

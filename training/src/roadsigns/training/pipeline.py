@@ -24,6 +24,7 @@ from roadsigns.training import classifier as clf_train
 from roadsigns.training import detector as det_train
 from roadsigns.training import reviews
 from roadsigns.training.export import export_classifier, export_detector
+from roadsigns.training.faces import resolve as resolve_faces
 from roadsigns.training.gtsdb import read_gt, split_names
 from roadsigns.training.scenes import ood_sets
 
@@ -237,6 +238,8 @@ def run(cfg: dict[str, Any], stages: set[str], alias: str, resume_detector: Path
 def train_reader(cfg: dict[str, Any], name: str, seed: int) -> dict[str, Any]:
     """A learned text reader (`digits` or `words`), on real GTSRB crops of training tracks plus rendered signs.
 
+    The signs are drawn in the stage's `faces` (training/faces.py: `base`, `wide` or a list of file names).
+
     Judged on the held-out tracks' real crops (text the data set has) and on rendered signs
     drawn with another seed, so that text GTSRB lacks ("90", "HALT") is checked as well.
     """
@@ -247,10 +250,12 @@ def train_reader(cfg: dict[str, Any], name: str, seed: int) -> dict[str, Any]:
     script = {readers.NUMBERS.name: readers.NUMBERS, readers.WORDS.name: readers.WORDS}[name]
     rcfg = cfg[name]
     images, labels, train_idx, val_idx = crop_split(cfg["data"])
+    faces = resolve_faces(rcfg.get("faces"))
+    mlflow.log_text("\n".join(faces.names()), f"{name}/faces.txt")
     real_x, real_y = readers.real(script, images, labels, train_idx)
-    synth_x, synth_y = readers.synthetic(script, int(rcfg["synthetic"]), seed)
+    synth_x, synth_y = readers.synthetic(script, int(rcfg["synthetic"]), seed, faces)
     val_x, val_y = readers.real(script, images, labels, val_idx)
-    other_x, other_y = readers.synthetic(script, 2000, seed + 1)  # another seed: signs training never saw
+    other_x, other_y = readers.synthetic(script, 2000, seed + 1, faces)  # another seed: signs training never saw
     # Real crops are few beside the rendered ones (STOP: a few hundred): show them `real_repeat` times.
     repeat = int(rcfg.get("real_repeat", 1))
     x = np.concatenate([*[real_x] * repeat, synth_x])
@@ -331,6 +336,12 @@ def main(argv: list[str] | None = None) -> int:
     stages = set(args.stages.split(","))
     if stages - set(STAGES):
         print(f"roadsigns-train: unknown stage(s) {sorted(stages - set(STAGES))}; known: {STAGES}", file=sys.stderr)
+        return 2
+    try:  # a reader's type faces must all be installed before any stage starts
+        for reader in sorted({"digits", "words"} & stages):
+            resolve_faces(cfg[reader].get("faces"))
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"roadsigns-train: {exc}", file=sys.stderr)
         return 2
     summary = run(cfg, stages, args.alias, args.resume_detector)
     print(json.dumps(summary, indent=2))

@@ -15,6 +15,7 @@ the rest, then blurred, shrunk, lit and tilted as a camera would.
 
 from __future__ import annotations
 
+import functools
 import math
 import string
 import time
@@ -32,7 +33,9 @@ from torch import nn
 
 from roadsigns.detector.classifier_net import conv_block
 from roadsigns.shared import classes
+from roadsigns.training import faces as faces_mod
 from roadsigns.training.classifier import _augment
+from roadsigns.training.faces import Faces
 
 SIZE = 32
 
@@ -93,30 +96,34 @@ class ReaderNet(nn.Module):
         return self.places(self.head(self.features(x))).view(-1, self.script.places, self.script.blank + 1)
 
 
-# Faces for the rendered text: no sign font ships with anything installable here, so
-# variety stands in for it. TrueType faces that matplotlib (an ultralytics dependency)
-# ships, and OpenCV's Hershey stroke faces. HERSHEY_DUPLEX is left out on purpose:
+# Faces for the rendered text (training/faces.py): the `base` set unless a caller passes
+# others. The detector's scene renderer and the classifier's rendered speed limits use the
+# base set; the readers' stages choose theirs in the config. HERSHEY_DUPLEX is in no set:
 # tests/test_ocr.py renders its "90"/"40"/"HALT" signs with it, so it stays a face never trained on.
-_TTF = ("DejaVuSans-Bold.ttf", "DejaVuSans.ttf", "DejaVuSansMono-Bold.ttf", "DejaVuSerif-Bold.ttf", "cmss10.ttf")
-_HERSHEY = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_COMPLEX, cv2.FONT_HERSHEY_TRIPLEX)
+_TTF = faces_mod.MATPLOTLIB
+_HERSHEY = tuple(faces_mod.HERSHEY.values())
 
 
 def _font_dir() -> Path:
-    import matplotlib
-
-    return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    return faces_mod.matplotlib_dir()
 
 
-def _glyph_mask(text: str, rng: np.random.Generator, font_dir: Path) -> Image.Image:
-    """White characters on black, tightly cropped, in a random face and stroke weight."""
-    pick = int(rng.integers(0, len(_TTF) + len(_HERSHEY)))
-    if pick < len(_TTF):
-        font = ImageFont.truetype(str(font_dir / _TTF[pick]), 96)
+@functools.lru_cache(maxsize=64)
+def _truetype(path: Path) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(str(path), 96)
+
+
+def _glyph_mask(text: str, rng: np.random.Generator, font_dir: Path, faces: Faces | None = None) -> Image.Image:
+    """White characters on black, tightly cropped, in a random face of `faces` (default: the base set)."""
+    faces = faces or faces_mod.base(font_dir)
+    pick = int(rng.integers(0, len(faces)))
+    if pick < len(faces.truetype):
+        font = _truetype(faces.truetype[pick])
         left, top, right, bottom = font.getbbox(text)
         mask = Image.new("L", (right - left + 8, bottom - top + 8), 0)
         ImageDraw.Draw(mask).text((4 - left, 4 - top), text, fill=255, font=font)
         return mask
-    face, thickness = _HERSHEY[pick - len(_TTF)], int(rng.integers(4, 11))
+    face, thickness = faces.hershey[pick - len(faces.truetype)], int(rng.integers(4, 11))
     (w, h), base = cv2.getTextSize(text, face, 3.0, thickness)
     canvas = np.zeros((h + base + 2 * thickness, w + 2 * thickness), np.uint8)
     cv2.putText(canvas, text, (thickness, h + thickness), face, 3.0, 255, thickness, cv2.LINE_AA)
@@ -190,7 +197,7 @@ def _camera(out: np.ndarray, rng: np.random.Generator, smallest: int = 12) -> np
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def render_sign(number: str, rng: np.random.Generator, font_dir: Path) -> np.ndarray:
+def render_sign(number: str, rng: np.random.Generator, font_dir: Path, faces: Faces | None = None) -> np.ndarray:
     """A speed-limit sign showing `number` as a camera might see it: 32x32 RGB uint8.
 
     A red ring, a white face, dark digits.
@@ -205,7 +212,7 @@ def render_sign(number: str, rng: np.random.Generator, font_dir: Path) -> np.nda
     draw.ellipse([c[0] - radius, c[1] - radius, c[0] + radius, c[1] + radius], fill=red)
     inner = radius - ring
     draw.ellipse([c[0] - inner, c[1] - inner, c[0] + inner, c[1] + inner], fill=(face, face, face - 5))
-    mask = _glyph_mask(number, rng, font_dir)
+    mask = _glyph_mask(number, rng, font_dir, faces)
     height = inner * rng.uniform(0.7, 1.2)
     squeeze = rng.uniform(0.55, 1.05) if len(number) <= 2 else rng.uniform(0.45, 0.9)
     ink = int(rng.uniform(0, 60))
@@ -213,7 +220,7 @@ def render_sign(number: str, rng: np.random.Generator, font_dir: Path) -> np.nda
     return _camera(np.asarray(canvas).astype(np.float32), rng)
 
 
-def render_stop(word: str, rng: np.random.Generator, font_dir: Path) -> np.ndarray:
+def render_stop(word: str, rng: np.random.Generator, font_dir: Path, faces: Faces | None = None) -> np.ndarray:
     """A STOP-type sign showing `word`: a red octagon in a thin white rim, white capitals."""
     canvas = _background(rng)
     draw = ImageDraw.Draw(canvas)
@@ -230,7 +237,7 @@ def render_stop(word: str, rng: np.random.Generator, font_dir: Path) -> np.ndarr
     draw.polygon(octagon(radius), fill=(white, white, white - 5))
     draw.polygon(octagon(radius - rim), fill=_red(rng))
     inner = (radius - rim) * math.cos(math.pi / 8)  # centre to the middle of a side
-    mask = _glyph_mask(word, rng, font_dir)
+    mask = _glyph_mask(word, rng, font_dir, faces)
     height = inner * rng.uniform(0.5, 0.8)
     squeeze = rng.uniform(0.6, 1.1)
     _paste_text(canvas, mask, c, height, squeeze, 1.8 * inner, (white, white, white))
@@ -241,13 +248,13 @@ def render_stop(word: str, rng: np.random.Generator, font_dir: Path) -> np.ndarr
 _RENDER = {NUMBERS.name: (random_number, render_sign), WORDS.name: (random_word, render_stop)}
 
 
-def synthetic(script: Script, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """`n` rendered signs for `script` and their encoded texts."""
+def synthetic(script: Script, n: int, seed: int, faces: Faces | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`n` rendered signs for `script` and their encoded texts, in `faces` (default: the base set)."""
     rng = np.random.default_rng(seed)
     font_dir = _font_dir()
     pick_text, render = _RENDER[script.name]
     texts = [pick_text(rng) for _ in range(n)]
-    images = np.stack([render(text, rng, font_dir) for text in texts])
+    images = np.stack([render(text, rng, font_dir, faces) for text in texts])
     return images, np.array([script.encode(text) for text in texts], np.int64)
 
 
