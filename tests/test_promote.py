@@ -170,6 +170,18 @@ def test_candidate_that_does_not_load_is_refused(registry: Registry) -> None:
     assert result["reasons"][0].startswith("the candidate does not load"), result["reasons"]
     assert registry.serving() == registry.v1
 
+    # A broken production leaves nothing to compare against: refused, and --force repairs it.
+    point(registry.client, ALIAS, broken)
+    point(registry.client, "shipped", registry.v1)
+    status, result, stderr = registry.promote("shipped")
+    assert status == 1, stderr[-2000:]
+    [reason] = result["reasons"]
+    assert reason.startswith("the pair 'production' names now does not load"), reason
+    assert "candidate" in result["metrics"] and "current" not in result["metrics"]
+    status, result, stderr = registry.promote("shipped", "--force")
+    assert status == 0 and result["decision"] == "promoted" and result["forced"], stderr[-2000:]
+    assert registry.serving() == registry.v1
+
 
 def test_equal_candidate_is_promoted_and_unchanged_after(registry: Registry) -> None:
     same = register(

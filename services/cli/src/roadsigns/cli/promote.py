@@ -177,15 +177,15 @@ def promote(
         try:
             detector = side.build(settings, tracking_uri)
         except Exception as exc:  # noqa: BLE001 - a model that does not load is a refusal, not a crash
-            if name == "current":
-                raise
-            reasons.append(f"the candidate does not load: {type(exc).__name__}: {str(exc)[:300]}")
-            break
+            # A broken current pair leaves nothing to compare against: refused too (--force moves it).
+            who = "the candidate" if name == "candidate" else f"the pair {alias!r} names now"
+            reasons.append(f"{who} does not load: {type(exc).__name__}: {str(exc)[:300]}")
+            continue
         metrics[name] = evaluate(detector, settings, evalset, quiet)
         seconds[name] = time.perf_counter() - t0
         del detector
     fell: dict[str, float] = {}
-    if "candidate" in metrics:
+    if "current" in metrics and "candidate" in metrics:
         fell, more = drops(metrics["current"], metrics["candidate"], tolerance)
         reasons += more
     decision = "promoted" if force or not reasons else "refused"
