@@ -98,6 +98,66 @@ class JobResult(JobMessage):
     image_size: list[int] = Field(default_factory=list)
 
 
+class TrackedSign(BaseModel):
+    """One physical sign followed over a video's sampled frames (roadsigns.detector.video).
+
+    `detection` is the sign as the detector saw it over the whole track: the class voted over
+    its frames (weighted by confidence), its mean scores, and its best frame's box and crop.
+    `sharpest_crops_png_b64` are the few sharpest crops, the only ones the OCR stage reads."""
+
+    track_id: int
+    detection: Detection
+    first_seen_s: float
+    last_seen_s: float
+    best_frame_s: float
+    frames: int  # sampled frames it was detected in
+    sharpest_crops_png_b64: list[str]
+
+
+class VideoDetectResult(BaseModel):
+    """A video's tracks, as the detector leaves them for the reader."""
+
+    frames_analysed: int
+    duration_s: float
+    fps: float  # frames analysed per second of video
+    tracks: list[TrackedSign]
+    timings_ms: dict[str, float]
+    model_versions: dict[str, str]
+    image_size: list[int]
+    min_confidence: float = 0.0
+
+
+class VideoTrack(BaseModel):
+    """One physical sign in a video's result: named and read over its track (roadsigns.ocr.video)."""
+
+    track_id: int
+    class_id: int | None
+    class_name: str
+    category: str
+    text: str
+    confidence: float
+    first_seen_s: float
+    last_seen_s: float
+    frames: int
+    bbox: list[float]  # in its best (most confident) frame
+    best_frame_s: float
+    crop_url: str | None = None  # the best frame's crop, where stored
+    location: Location | None = None  # where the video was at the best frame, where known
+
+
+class VideoResult(BaseModel):
+    """A video's result, as the reader leaves it."""
+
+    kind: Literal["video"] = "video"
+    frames_analysed: int
+    duration_s: float
+    tracks: list[VideoTrack]
+    crops_png_b64: list[str]  # each track's best crop, in the order of `tracks`
+    timings_ms: dict[str, float]
+    model_versions: dict[str, str]
+    image_size: list[int]
+
+
 class Location(BaseModel):
     """Where the photo was taken, from its EXIF GPS (roadsigns.shared.exifgps): degrees WGS84;
     metres above sea level and degrees clockwise from north where the photo says."""

@@ -125,6 +125,11 @@ class Settings(BaseSettings):
     # GET /inventory and `roadsigns inventory` (roadsigns.shared.inventory): sightings of one
     # class and text within this many metres of a sign's first sighting are that sign.
     inventory_merge_m: float = Field(15.0, ge=0, le=1000)
+    # Video (roadsigns.detector.video): frames analysed per second of video; a track seen in
+    # fewer sampled frames is flicker, not a sign; the reader reads only a track's sharpest crops.
+    video_fps: float = Field(5.0, gt=0, le=60)
+    video_min_track_frames: int = Field(2, ge=1)
+    video_ocr_crops: int = Field(3, ge=1, le=20)
 
     @field_validator("api_keys", "webhook_secrets", mode="before")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,10 @@ from PIL import Image
 
 from roadsigns.detector.model import SignDetector
 from roadsigns.detector.service import build_detector, detect_job
+from roadsigns.detector.video import VIDEO_SUFFIXES, track_video
 from roadsigns.ocr.reader import SignReader
 from roadsigns.ocr.service import name_unread, read_job
+from roadsigns.ocr.video import read_video
 from roadsigns.shared import exifgps, pipeline
 from roadsigns.shared.exifgps import Fix
 from roadsigns.shared.schemas import DetectRequest, DetectResult, JobResult, SignResult
@@ -25,12 +28,13 @@ from roadsigns.shared.settings import Settings
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".webp", ".tif", ".tiff"}
 
 
-def collect_images(paths: list[Path]) -> list[Path]:
-    """Files as given, folders searched recursively for images, in a stable order."""
+def collect_images(paths: list[Path], videos: bool = False) -> list[Path]:
+    """Files as given, folders searched recursively for images (and videos, if asked), in a stable order."""
+    suffixes = IMAGE_SUFFIXES | VIDEO_SUFFIXES if videos else IMAGE_SUFFIXES
     found: list[Path] = []
     for p in paths:
         if p.is_dir():
-            found.extend(sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES))
+            found.extend(sorted(q for q in p.rglob("*") if q.suffix.lower() in suffixes))
         elif p.is_file():
             found.append(p)
         else:
@@ -69,6 +73,7 @@ def photo_fix(data: bytes) -> Fix | None:
 class Pipeline:
     def __init__(self, settings: Settings, ocr: bool = True, detector: SignDetector | None = None) -> None:
         """`detector`: one already built (`roadsigns promote` pins registry versions), else from the settings."""
+        self.settings = settings
         self.detector = detector or build_detector(settings)
         self.min_class_probability = settings.open_set_min_probability
         self.reader: SignReader | None = None
@@ -97,6 +102,34 @@ class Pipeline:
         timings.pop("queue_wait_ms", None)
         timings["total_ms"] = (time.perf_counter() - t0) * 1000
         return Analysis(result.signs, timings, result.model_versions, result.image_size)
+
+    def analyze_video(
+        self,
+        path: Path,
+        fps: float | None = None,
+        min_track_frames: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict[str, Any]:
+        """The video's signs, one track each, as the API's video job (`crop_url` and `location` null).
+        `fps`, `min_track_frames`: default from the settings; `progress(frames done, total)`.
+        Raises roadsigns.detector.video.VideoUnreadable for a video the decoder cannot read through."""
+        t0 = time.perf_counter()
+        s = self.settings
+        tracked = track_video(
+            path,
+            self.detector,
+            s.video_fps if fps is None else fps,
+            s.video_min_track_frames if min_track_frames is None else min_track_frames,
+            s.video_ocr_crops,
+            min_class_probability=self.min_class_probability,
+            progress=progress,
+        )
+        result = read_video(tracked, self.reader, self.min_class_probability)
+        timings = {**result.timings_ms, "total_ms": (time.perf_counter() - t0) * 1000}
+        return {
+            **result.model_dump(mode="json", exclude={"crops_png_b64", "timings_ms"}),
+            "timings_ms": {k: round(v, 1) for k, v in timings.items()},
+        }
 
 
 def annotate(data: bytes, signs: list[SignResult]) -> np.ndarray:

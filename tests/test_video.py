@@ -1,0 +1,130 @@
+"""Video: one track per physical sign, with the real detector and readers, on videos the test
+encodes from real photos (a slow zoom towards the signs, as a car drives up to them)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from roadsigns.cli.pipeline import Pipeline
+from roadsigns.detector.video import VideoUnreadable, is_video, sample_frames
+from roadsigns.shared.settings import get_settings
+from tests.conftest import PHOTOS, iou, read_gt
+
+ROADSIGNS = str(Path(sys.executable).parent / "roadsigns")
+SIZE = (800, 470)  # the video's frame (w, h): a dashcam-like 16:9-ish frame, smaller than the photo
+
+
+def zoom_frames(photo: Path, seconds: float, fps: float, end_scale: float = 0.6) -> Iterator[tuple[np.ndarray, float]]:
+    """Frames of a zoom from the whole photo to `end_scale` of it, centred on its signs; each with
+    its scale (photo pixels per frame pixel divided by the first frame's)."""
+    image = cv2.imread(str(photo))
+    h, w = image.shape[:2]
+    boxes = read_gt()[photo.name]
+    cx = float(np.mean([(b[0] + b[2]) / 2 for b in boxes]))
+    cy = float(np.mean([(b[1] + b[3]) / 2 for b in boxes]))
+    n = round(seconds * fps)
+    for i in range(n):
+        s = 1 - (1 - end_scale) * i / max(1, n - 1)
+        ww, hh = w * s, h * s
+        x0 = min(max(0.0, cx - ww / 2), w - ww)
+        y0 = min(max(0.0, cy - hh / 2), h - hh)
+        m = np.array([[SIZE[0] / ww, 0, -x0 * SIZE[0] / ww], [0, SIZE[1] / hh, -y0 * SIZE[1] / hh]], np.float32)
+        yield cv2.warpAffine(image, m, SIZE, flags=cv2.INTER_AREA), s
+
+
+def write_video(path: Path, photo: Path, seconds: float = 2.0, fps: float = 10.0, fourcc: str = "mp4v") -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, SIZE)
+    assert writer.isOpened(), f"OpenCV cannot write {fourcc} into {path.suffix}"
+    for frame, _ in zoom_frames(photo, seconds, fps):
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> Pipeline:
+    return Pipeline(get_settings())
+
+
+def test_a_zoom_over_a_photo_gives_one_track_per_sign_with_its_class(pipeline: Pipeline, tmp_path: Path) -> None:
+    video = write_video(tmp_path / "drive.mp4", PHOTOS / "00224.jpg")
+    result = pipeline.analyze_video(video, fps=5)
+    assert result["kind"] == "video"
+    assert result["frames_analysed"] == 10
+    assert result["duration_s"] == pytest.approx(2.0, abs=0.01)
+    expected = sorted(b[4] for b in read_gt()["00224.jpg"])  # three signs: 1 (speed limit 30), 9 and 28
+    assert sorted(t["class_id"] for t in result["tracks"]) == expected, result["tracks"]
+    keys = {"track_id", "class_id", "class_name", "category", "text", "confidence", "first_seen_s", "last_seen_s"}
+    keys |= {"frames", "bbox", "best_frame_s", "crop_url", "location"}
+    for t in result["tracks"]:
+        assert set(t) == keys
+        assert t["crop_url"] is None and t["location"] is None
+        assert t["frames"] >= 8  # seen in (nearly) every sampled frame: one track, not one per frame
+        assert 0 <= t["first_seen_s"] <= t["best_frame_s"] <= t["last_seen_s"] <= 2.0
+    speed = next(t for t in result["tracks"] if t["class_id"] == 1)
+    assert speed["text"] == "30"  # read on its sharpest crops and voted
+
+
+def test_the_best_frame_box_is_where_the_sign_is_in_that_frame(pipeline: Pipeline, tmp_path: Path) -> None:
+    video = write_video(tmp_path / "drive.avi", PHOTOS / "00330.jpg", seconds=1.0, fourcc="MJPG")
+    result = pipeline.analyze_video(video, fps=10)
+    (track,) = result["tracks"]
+    assert track["class_id"] == 2 and track["text"] == "50"
+    frames = list(zoom_frames(PHOTOS / "00330.jpg", 1.0, 10))
+    index = round(track["best_frame_s"] * 10)
+    _, s = frames[index]
+    # Where the photo's box lands in that frame, from the zoom's own geometry (zoom_frames).
+    x1, y1, x2, y2, _ = read_gt()["00330.jpg"][0]
+    h, w = cv2.imread(str(PHOTOS / "00330.jpg")).shape[:2]
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    ww, hh = w * s, h * s
+    x0, y0 = min(max(0.0, cx - ww / 2), w - ww), min(max(0.0, cy - hh / 2), h - hh)
+    fx, fy = SIZE[0] / ww, SIZE[1] / hh
+    assert iou(track["bbox"], [(x1 - x0) * fx, (y1 - y0) * fy, (x2 - x0) * fx, (y2 - y0) * fy]) > 0.6
+
+
+def test_flicker_shorter_than_the_minimum_is_dropped(pipeline: Pipeline, tmp_path: Path) -> None:
+    """The sign in one sampled frame only, blank frames around it: not a track at the default minimum of 2."""
+    photo_frame = next(zoom_frames(PHOTOS / "00330.jpg", 1.0, 5))[0]
+    path = tmp_path / "flash.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 5, SIZE)
+    for i in range(5):
+        writer.write(photo_frame if i == 2 else np.full_like(photo_frame, 90))
+    writer.release()
+    assert pipeline.analyze_video(path, fps=5)["tracks"] == []
+    assert len(pipeline.analyze_video(path, fps=5, min_track_frames=1)["tracks"]) == 1
+
+
+def test_frames_are_sampled_at_the_rate_asked(tmp_path: Path) -> None:
+    video = write_video(tmp_path / "v.mkv", PHOTOS / "00121.jpg", seconds=2.0, fps=25)
+    times = [t for t, _ in sample_frames(video, 5)]
+    assert times == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8])
+    assert len(list(sample_frames(video, 100))) == 50  # never more than the video has
+
+
+def test_truncated_and_garbage_videos_fail_with_a_clear_error(tmp_path: Path) -> None:
+    video = write_video(tmp_path / "v.avi", PHOTOS / "00121.jpg", seconds=2.0, fourcc="MJPG")
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(video.read_bytes()[: video.stat().st_size // 2])
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40)
+    cut_mp4 = tmp_path / "cut.mp4"
+    mp4 = write_video(tmp_path / "v.mp4", PHOTOS / "00121.jpg", seconds=1.0)
+    cut_mp4.write_bytes(mp4.read_bytes()[: mp4.stat().st_size // 2])
+    for bad in (cut, garbage, cut_mp4):
+        with pytest.raises(VideoUnreadable):
+            list(sample_frames(bad, 5))
+
+
+def test_is_video_by_extension_or_content(tmp_path: Path) -> None:
+    video = write_video(tmp_path / "v.mp4", PHOTOS / "00121.jpg", seconds=0.5)
+    unnamed = tmp_path / "clip"
+    unnamed.write_bytes(video.read_bytes())
+    assert is_video(video) and is_video(unnamed)
+    assert not is_video(PHOTOS / "00121.jpg")
