@@ -3,6 +3,8 @@ encodes from real photos (a slow zoom towards the signs, as a car drives up to t
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,3 +130,24 @@ def test_is_video_by_extension_or_content(tmp_path: Path) -> None:
     unnamed.write_bytes(video.read_bytes())
     assert is_video(video) and is_video(unnamed)
     assert not is_video(PHOTOS / "00121.jpg")
+
+
+def test_cli_writes_track_json_for_a_video_and_fails_cleanly_on_a_bad_one(tmp_path: Path) -> None:
+    video = write_video(tmp_path / "drive.webm", PHOTOS / "00330.jpg", seconds=1.0, fps=5, fourcc="VP80")
+    bad = tmp_path / "bad.mov"
+    bad.write_bytes(b"not a video at all" * 100)
+    out = subprocess.run(
+        [ROADSIGNS, "analyze", str(video), str(PHOTOS / "00330.jpg"), "-o", str(tmp_path / "r.json"), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    clip, photo = json.loads((tmp_path / "r.json").read_text())
+    assert clip["file"] == str(video) and clip["kind"] == "video"
+    assert [(t["class_id"], t["text"]) for t in clip["tracks"]] == [(2, "50")]
+    assert "kind" not in photo and any(s["class_id"] == 2 for s in photo["signs"])  # the photo's JSON as before
+    out = subprocess.run([ROADSIGNS, "analyze", str(bad), "--quiet"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1
+    (failed,) = json.loads(out.stdout)
+    assert failed["file"] == str(bad) and "video" in failed["error"]

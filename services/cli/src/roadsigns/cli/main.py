@@ -29,16 +29,16 @@ def _settings(args: argparse.Namespace) -> Settings:
     return get_settings().model_copy(update=overrides)
 
 
-def _images(paths: list[Path]) -> list[Path]:
-    """The photos named on the command line (folders searched), or a UsageError."""
+def _images(paths: list[Path], videos: bool = False) -> list[Path]:
+    """The photos (and videos, if asked) named on the command line (folders searched), or a UsageError."""
     from roadsigns.cli.pipeline import collect_images
 
     try:
-        images = collect_images(paths)
+        images = collect_images(paths, videos)
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from None
     if not images:
-        raise UsageError("no images found in the given paths")
+        raise UsageError(f"no images{' or videos' if videos else ''} found in the given paths")
     return images
 
 
@@ -56,13 +56,32 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from roadsigns.cli.pipeline import Pipeline, annotate, photo_fix
+    from roadsigns.detector.video import VideoUnreadable, is_video
 
-    images = _images(args.paths)
+    if args.fps is not None and not 0 < args.fps <= 60:
+        raise UsageError(f"--fps must be above 0 and at most 60 (got {args.fps:g})")
+    if args.min_track_frames is not None and args.min_track_frames < 1:
+        raise UsageError(f"--min-track-frames must be at least 1 (got {args.min_track_frames})")
+    images = _images(args.paths, videos=True)
     pipeline = Pipeline(_settings(args), ocr=not args.no_ocr)
     if args.annotate:
         args.annotate.mkdir(parents=True, exist_ok=True)
-    results = []
-    for path in tqdm(images, desc="analyze", unit="img", file=sys.stderr, disable=args.quiet):
+    results: list[dict[str, Any]] = []
+    for path in tqdm(images, desc="analyze", unit="file", file=sys.stderr, disable=args.quiet):
+        if is_video(path):  # one entry per physical sign (roadsigns.detector.video); not annotated
+            with tqdm(desc=path.name, unit="frame", file=sys.stderr, leave=False, disable=args.quiet) as bar:
+
+                def progress(done: int, total: int, bar: tqdm = bar) -> None:
+                    bar.total = total
+                    bar.update(done - bar.n)
+
+                try:
+                    video = pipeline.analyze_video(path, args.fps, args.min_track_frames, progress)
+                except VideoUnreadable as exc:
+                    results.append({"file": str(path), "error": f"video: {exc}"})
+                    continue
+            results.append({"file": str(path), **video})
+            continue
         data = path.read_bytes()
         try:
             analysis = pipeline.analyze(data)
@@ -321,10 +340,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         p.add_argument("--no-ocr", action="store_true", help="skip reading text")
 
-    a = sub.add_parser("analyze", help="analyze photos (files or folders); JSON on stdout")
+    a = sub.add_parser(
+        "analyze", help="analyze photos and videos (files or folders); JSON on stdout, one track per sign in a video"
+    )
     a.add_argument("paths", nargs="+", type=Path)
     a.add_argument("--output", "-o", type=Path, help="write the JSON here instead of stdout")
-    a.add_argument("--annotate", type=Path, metavar="DIR", help="also write annotated images into DIR")
+    a.add_argument("--annotate", type=Path, metavar="DIR", help="also write annotated images (of photos) into DIR")
+    a.add_argument("--fps", type=float, help="video frames analysed per second (default ROADSIGNS_VIDEO_FPS, 5)")
+    a.add_argument(
+        "--min-track-frames",
+        type=int,
+        help="a video track seen in fewer sampled frames is flicker (default ROADSIGNS_VIDEO_MIN_TRACK_FRAMES, 2)",
+    )
     common(a)
     a.set_defaults(func=cmd_analyze)
 

@@ -28,6 +28,7 @@ from roadsigns.shared.schemas import Detection, TrackedSign, VideoDetectResult
 from roadsigns.shared.settings import get_settings
 
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".wmv", ".3gp"}
+HEIF_IMAGE_BRANDS = {b"heic", b"heix", b"mif1", b"avif"}  # photos in an ISO media box, not videos
 SHARPNESS_SIDE = 96  # crops are compared for sharpness at one size, so a larger crop is not sharper for its size
 # ByteTrack's thresholds are on the localiser's score (how sure it is of a sign, whatever the class).
 TRACK_HIGH_SCORE = 0.5  # first-round matches; lower-scored boxes only extend tracks (ByteTrack's second round)
@@ -60,7 +61,8 @@ def is_video(path: Path) -> bool:
             head = f.read(16)
     except OSError:
         return False
-    return head[4:8] == b"ftyp" or head[:4] == b"\x1a\x45\xdf\xa3" or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
+    iso_media = head[4:8] == b"ftyp" and head[8:12] not in HEIF_IMAGE_BRANDS
+    return iso_media or head[:4] == b"\x1a\x45\xdf\xa3" or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
 
 
 def probe(path: Path) -> VideoInfo:
