@@ -10,13 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
+import httpx
 import numpy as np
 import pytest
 
 from roadsigns.cli.pipeline import Pipeline
 from roadsigns.detector.video import VideoUnreadable, is_video, sample_frames
 from roadsigns.shared.settings import get_settings
-from tests.conftest import PHOTOS, iou, read_gt
+from tests.conftest import PHOTOS, iou, read_gt, wait_for_job
 
 ROADSIGNS = str(Path(sys.executable).parent / "roadsigns")
 SIZE = (800, 470)  # the video's frame (w, h): a dashcam-like 16:9-ish frame, smaller than the photo
@@ -151,3 +152,106 @@ def test_cli_writes_track_json_for_a_video_and_fails_cleanly_on_a_bad_one(tmp_pa
     assert out.returncode == 1
     (failed,) = json.loads(out.stdout)
     assert failed["file"] == str(bad) and "video" in failed["error"]
+
+
+# --- the API: POST /jobs takes a video; the detector and OCR pools run it; GET /jobs/<id> returns its tracks.
+
+
+def test_the_gateway_refuses_bad_truncated_and_too_long_videos_with_a_reason(tmp_path: Path) -> None:
+    """validate_video with the gateway's decoder, no server: each refusal a 4xx a person can act on."""
+    from roadsigns.gateway.uploads import UploadRejected
+    from roadsigns.gateway.videos import validate_video, video_container
+
+    settings = get_settings()
+    avi = write_video(tmp_path / "v.avi", PHOTOS / "00121.jpg", seconds=3.0, fourcc="MJPG").read_bytes()
+    mp4 = write_video(tmp_path / "v.mp4", PHOTOS / "00121.jpg", seconds=3.0).read_bytes()
+    assert video_container(avi) == "avi" and video_container(mp4) == "mp4"
+    assert video_container((PHOTOS / "00121.jpg").read_bytes()) is None
+    ok = validate_video(mp4, "mp4", 5, settings)
+    assert (ok.width, ok.height, ok.duration_s, ok.frames_to_analyse) == (*SIZE, 3.0, 15)
+    refusals = [
+        (avi[: len(avi) // 2], "avi", settings, 400, "truncated"),
+        (mp4[: len(mp4) // 2], "mp4", settings, 400, "could not be opened"),
+        (b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40, "mp4", settings, 400, "could not be opened"),
+        (mp4, "mp4", settings.model_copy(update={"video_max_duration_s": 2.0}), 422, "the limit is 2 s"),
+        (mp4, "mp4", settings.model_copy(update={"video_max_frames": 10}), 422, "15 frames to analyse"),
+        (mp4, "mp4", settings.model_copy(update={"video_max_upload_bytes": 1000}), 413, "the limit is 1000 bytes"),
+    ]
+    for data, container, limits, status, reason in refusals:
+        with pytest.raises(UploadRejected) as refused:
+            validate_video(data, container, 5, limits)
+        assert refused.value.status == status and reason in refused.value.message, refused.value.message
+
+
+def test_a_video_job_gives_its_tracks_and_progress(client: httpx.Client, tmp_path: Path) -> None:
+    video = write_video(tmp_path / "drive.mp4", PHOTOS / "00224.jpg", seconds=2.0)
+    with video.open("rb") as f:
+        r = client.post("/jobs", files={"file": ("drive.mp4", f, "video/mp4")}, data={"fps": "5"})
+    assert r.status_code == 202, r.text
+    queued = r.json()
+    assert queued["kind"] == "video" and queued["progress"] == {"frames_done": 0, "frames_total": 10}
+    job = wait_for_job(client, queued["id"])
+    assert job["status"] == "done", job
+    assert job["frames_analysed"] == 10 and job["duration_s"] == pytest.approx(2.0, abs=0.01)
+    assert job["progress"] is None and job["signs"] is None
+    assert sorted(t["class_id"] for t in job["tracks"]) == [1, 9, 28]
+    speed = next(t for t in job["tracks"] if t["class_id"] == 1)
+    assert speed["text"] == "30"
+    crop = client.get(speed["crop_url"])
+    assert crop.status_code == 200 and crop.content.startswith(b"\x89PNG")
+
+
+def test_bad_videos_get_a_4xx_and_no_job(client: httpx.Client, tmp_path: Path) -> None:
+    avi = write_video(tmp_path / "v.avi", PHOTOS / "00121.jpg", seconds=2.0, fourcc="MJPG").read_bytes()
+    for data in (avi[: len(avi) // 2], b"\x00\x00\x00\x18ftypisom" + b"\x00" * 4000):
+        r = client.post("/jobs", files={"file": ("v.avi", data, "video/x-msvideo")})
+        assert r.status_code == 400, r.text
+        assert "video" in r.json()["detail"] or "truncated" in r.json()["detail"], r.text
+    r = client.post("/jobs", files={"file": ("v.avi", avi, "video/x-msvideo")}, data={"fps": "0"})
+    assert r.status_code == 422, r.text
+
+
+def test_progress_marks_carry_frames_and_the_reconciler_resends_a_lost_video_as_a_video(engine) -> None:  # type: ignore[no-untyped-def]
+    """No server: the tracker's functions on a fresh database (the `engine` fixture)."""
+    import uuid
+    from datetime import timedelta
+
+    from sqlalchemy import func, update
+
+    from roadsigns.shared.db.models import Job
+    from roadsigns.shared.db.session import session_scope
+    from roadsigns.shared.db.views import job_to_out
+    from roadsigns.shared.pipeline import StageStarted
+    from roadsigns.shared.schemas import JobMessage, JobStatus, VideoProgress, VideoRequest
+    from roadsigns.tracker import service
+
+    job_id = uuid.uuid4().hex
+    with session_scope(engine) as s:
+        s.add(Job(id=job_id, status="queued", blob_key=f"uploads/{job_id}.mp4", attempts=1, kind="video", video_fps=2))
+    marks = [
+        StageStarted(job_id=job_id, stage="detect_video", status=JobStatus.DETECTING, frames_done=n, frames_total=10)
+        for n in (4, 2)  # a smaller count later in the batch (a stale mark) does not move it back
+    ]
+    service.mark_stages(engine, marks)
+    with session_scope(engine) as s:
+        job = s.get(Job, job_id)
+        assert job is not None and job.status == "detecting"
+        assert job_to_out(job).progress == VideoProgress(frames_done=4, frames_total=10)
+        s.execute(update(Job).where(Job.id == job_id).values(updated_at=func.now() - timedelta(minutes=10)))
+    sent: list[JobMessage] = []
+    assert service.reconcile(engine, sent.append, stale_after_s=60, max_attempts=3)["requeued"] == 1
+    (again,) = sent
+    assert isinstance(again, VideoRequest) and (again.job_id, again.fps, again.attempt) == (job_id, 2.0, 2)
+
+
+def test_a_video_may_be_larger_than_a_photo_but_only_a_video(client: httpx.Client, tmp_path: Path) -> None:
+    """The stack's photo limit is 8 MiB (tests/stack.py), its video limit the default 200 MiB: a
+    12 MB video goes past the body limit to the decoder (garbage after its header: a 400 there); a
+    12 MB "photo" is cut at the photo limit while it streams."""
+    avi = write_video(tmp_path / "v.avi", PHOTOS / "00121.jpg", seconds=1.0, fourcc="MJPG").read_bytes()
+    padded = avi + b"\x00" * (12 * 1024 * 1024)
+    r = client.post("/jobs", files={"file": ("big.avi", padded, "video/x-msvideo")})
+    assert r.status_code != 413, r.text
+    photo = (PHOTOS / "00121.jpg").read_bytes() + b"\x00" * (12 * 1024 * 1024)
+    r = client.post("/jobs", files={"file": ("big.jpg", photo, "image/jpeg")})
+    assert r.status_code == 413 and "limited" in r.json()["detail"], r.text

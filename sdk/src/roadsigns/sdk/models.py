@@ -44,6 +44,31 @@ class Sign(BaseModel):
     location: Location | None = None
 
 
+class Track(BaseModel):
+    """One physical sign in a video: named and read over its frames."""
+
+    track_id: int
+    class_id: int | None
+    class_name: str
+    category: str
+    text: str
+    confidence: float
+    first_seen_s: float
+    last_seen_s: float
+    frames: int  # sampled frames it was seen in
+    bbox: list[float]  # in its best frame
+    best_frame_s: float
+    crop_url: str | None = None
+    location: Location | None = None
+
+
+class Progress(BaseModel):
+    """A running video job: frames analysed so far, and in all."""
+
+    frames_done: int
+    frames_total: int
+
+
 class Callback(BaseModel):
     status: str | None = None
     attempts: int = 0
@@ -66,6 +91,11 @@ class Job(BaseModel):
     callback: Callback | None = None
     location: Location | None = None  # only for a photo with EXIF GPS
     links: dict[str, str] = {}
+    kind: str = "photo"  # or "video": then progress while it runs, frames_analysed, duration_s and tracks once done
+    progress: Progress | None = None
+    frames_analysed: int | None = None
+    duration_s: float | None = None
+    tracks: list[Track] | None = None
 
     @property
     def finished(self) -> bool:
@@ -84,6 +114,8 @@ SCHEMAS: dict[type[BaseModel], str] = {
     Location: "Location",
     Sign: "SignOut",
     Callback: "CallbackOut",
+    Track: "VideoTrack",
+    Progress: "VideoProgress",
     Job: "JobOut",
     JobPage: "JobPage",
 }

@@ -25,7 +25,16 @@ from pydantic import ValidationError
 
 from roadsigns.shared.deliveries import DeliveryCounter
 from roadsigns.shared.metrics import STAGE_SECONDS, TASK_FAILURES
-from roadsigns.shared.schemas import DetectRequest, DetectResult, JobMessage, JobResult, JobStatus
+from roadsigns.shared.schemas import (
+    DetectRequest,
+    DetectResult,
+    JobMessage,
+    JobResult,
+    JobStatus,
+    VideoDetectResult,
+    VideoRequest,
+    VideoResult,
+)
 from roadsigns.shared.settings import Settings
 from roadsigns.shared.tasks import TaskName
 
@@ -53,6 +62,18 @@ DETECT = Stage(
 OCR = Stage("ocr", TaskName.OCR, DetectResult, "the OCR reader", "ocr", JobStatus.READING, ("ocr",))
 FINISH = Stage("finish", TaskName.TRACK_FINISH, JobResult, "the tracker", "tracker")
 STAGES = (DETECT, OCR, FINISH)
+# A video goes the same way through the same pools, as other messages: the detector tracks the
+# signs over the sampled frames (roadsigns.detector.video), the reader reads each track's
+# sharpest crops (roadsigns.ocr.video), the tracker writes the tracks.
+DETECT_VIDEO = Stage(
+    "detect_video", TaskName.DETECT_VIDEO, VideoRequest, "the detector", "detector", JobStatus.DETECTING, ("detect",)
+)
+OCR_VIDEO = Stage(
+    "ocr_video", TaskName.OCR_VIDEO, VideoDetectResult, "the OCR reader", "ocr", JobStatus.READING, ("ocr",)
+)
+FINISH_VIDEO = Stage("finish_video", TaskName.TRACK_FINISH_VIDEO, VideoResult, "the tracker", "tracker")
+VIDEO_STAGES = (DETECT_VIDEO, OCR_VIDEO, FINISH_VIDEO)
+LINES = (STAGES, VIDEO_STAGES)
 
 
 class StageStarted(JobMessage):
@@ -61,6 +82,9 @@ class StageStarted(JobMessage):
 
     stage: str
     status: JobStatus
+    # A video's detector leaves a mark every few seconds with the frames analysed so far and in all.
+    frames_done: int | None = None
+    frames_total: int | None = None
 
 
 class StageFailed(JobMessage):
@@ -71,13 +95,18 @@ class StageFailed(JobMessage):
 
 
 def stage_named(name: str) -> Stage:
-    return next(s for s in STAGES if s.name == name)
+    return next(s for line in LINES for s in line if s.name == name)
+
+
+def _line(stage: Stage) -> tuple[Stage, ...]:
+    return next(line for line in LINES if stage in line)
 
 
 def next_stage(stage: Stage) -> Stage | None:
     """The stage that takes this one's result; None after the last."""
-    i = STAGES.index(stage)
-    return STAGES[i + 1] if i + 1 < len(STAGES) else None
+    line = _line(stage)
+    i = line.index(stage)
+    return line[i + 1] if i + 1 < len(line) else None
 
 
 def send(app: Celery, stage: Stage, message: JobMessage, **options: Any) -> None:
@@ -90,8 +119,9 @@ def send(app: Celery, stage: Stage, message: JobMessage, **options: Any) -> None
 
 def start(app: Celery, request: JobMessage, **options: Any) -> None:
     """Send a job's first message to the first stage: a new job (the gateway), or one sent again
-    (the reconciler). Neither names that stage."""
-    send(app, STAGES[0], request, **options)
+    (the reconciler). Neither names that stage: a photo's and a video's differ by their message."""
+    line = next((line for line in LINES if isinstance(request, line[0].takes)), STAGES)
+    send(app, line[0], request, **options)  # a message neither first stage takes: refused by `send`
 
 
 # Stage progress goes to Postgres without a tracker task per stage: each stage task pushes its
@@ -127,6 +157,23 @@ def take_started(client: redis.Redis, limit: int = 5000) -> list[StageStarted]:
     return marks
 
 
+def push_frames(client: redis.Redis, stage: Stage, request: JobMessage, done: int, total: int) -> None:
+    """A started mark with a video's frames analysed so far and in all (the tracker writes both)."""
+    assert stage.status is not None
+    mark = StageStarted(
+        job_id=request.job_id,
+        attempt=request.attempt,
+        stage=stage.name,
+        status=stage.status,
+        frames_done=done,
+        frames_total=total,
+    )
+    with client.pipeline(transaction=False) as pipe:
+        pipe.rpush(PROGRESS_KEY, mark.model_dump_json())
+        pipe.ltrim(PROGRESS_KEY, -PROGRESS_CAP, -1)
+        pipe.execute()
+
+
 def send_failed(app: Celery, stage: Stage, request: JobMessage, error: str) -> None:
     message = StageFailed(job_id=request.job_id, attempt=request.attempt, stage=stage.name, error=error)
     app.send_task(TaskName.TRACK_FAIL, args=[message.model_dump(mode="json")])
@@ -135,7 +182,7 @@ def send_failed(app: Celery, stage: Stage, request: JobMessage, error: str) -> N
 def run_in_process(request: JobMessage, steps: Mapping[str, Callable[[Any], JobMessage]]) -> JobMessage:
     """Run the stages in order in this process, from the one that takes `request`, each on the one
     before's result, as long as `steps` has a function for the stage; return the last result."""
-    stage: Stage | None = next(s for s in STAGES if type(request) is s.takes)
+    stage: Stage | None = next(s for line in LINES for s in line if type(request) is s.takes)
     message = request
     while stage is not None and stage.name in steps:
         message = steps[stage.name](message)

@@ -98,6 +98,14 @@ class JobResult(JobMessage):
     image_size: list[int] = Field(default_factory=list)
 
 
+class VideoRequest(JobMessage):
+    """A video job's first message: the video is the blob, analysed at `fps` frames a second."""
+
+    blob_key: str
+    submitted_at: float
+    fps: float
+
+
 class TrackedSign(BaseModel):
     """One physical sign followed over a video's sampled frames (roadsigns.detector.video).
 
@@ -114,9 +122,10 @@ class TrackedSign(BaseModel):
     sharpest_crops_png_b64: list[str]
 
 
-class VideoDetectResult(BaseModel):
+class VideoDetectResult(JobMessage):
     """A video's tracks, as the detector leaves them for the reader."""
 
+    submitted_at: float = 0.0
     frames_analysed: int
     duration_s: float
     fps: float  # frames analysed per second of video
@@ -145,9 +154,10 @@ class VideoTrack(BaseModel):
     location: Location | None = None  # where the video was at the best frame, where known
 
 
-class VideoResult(BaseModel):
-    """A video's result, as the reader leaves it."""
+class VideoResult(JobMessage):
+    """A video's result, as the reader leaves it (what the tracker's `finish_video` writes)."""
 
+    submitted_at: float = 0.0
     kind: Literal["video"] = "video"
     frames_analysed: int
     duration_s: float
@@ -198,6 +208,18 @@ class JobOut(BaseModel):
     callback: CallbackOut | None = None  # only for a job submitted with a callback_url
     location: Location | None = None  # only for a photo with EXIF GPS
     links: dict[str, str] = Field(default_factory=dict)
+    kind: Literal["photo", "video"] = "photo"
+    # A video job: frames analysed so far and in all (estimated from the container) while it runs;
+    # once done, its frames analysed, duration and tracks (one per physical sign).
+    progress: VideoProgress | None = None
+    frames_analysed: int | None = None
+    duration_s: float | None = None
+    tracks: list[VideoTrack] | None = None
+
+
+class VideoProgress(BaseModel):
+    frames_done: int
+    frames_total: int
 
 
 class JobPage(BaseModel):

@@ -130,6 +130,10 @@ class Settings(BaseSettings):
     video_fps: float = Field(5.0, gt=0, le=60)
     video_min_track_frames: int = Field(2, ge=1)
     video_ocr_crops: int = Field(3, ge=1, le=20)
+    # POST /jobs refuses (4xx) a video larger, longer, or with more frames to analyse (duration x fps) than these.
+    video_max_upload_bytes: int = Field(200 * 1024 * 1024, gt=0)
+    video_max_duration_s: float = Field(600.0, gt=0)
+    video_max_frames: int = Field(600, gt=0)  # 2 min at 5 fps: about 3 min of CPU, within the task time limit
 
     @field_validator("api_keys", "webhook_secrets", mode="before")
     @classmethod

@@ -23,6 +23,9 @@ class Queue(StrEnum):
 class TaskName(StrEnum):
     DETECT = "roadsigns.detect"
     OCR = "roadsigns.ocr"
+    DETECT_VIDEO = "roadsigns.detect.video"
+    OCR_VIDEO = "roadsigns.ocr.video"
+    TRACK_FINISH_VIDEO = "roadsigns.track.finish_video"
     TRACK_STAGE = "roadsigns.track.stage"  # one StageStarted; stage tasks now batch theirs (TRACK_PROGRESS)
     TRACK_PROGRESS = "roadsigns.track.progress"
     TRACK_FINISH = "roadsigns.track.finish"
@@ -37,6 +40,9 @@ class TaskName(StrEnum):
 ROUTES = {
     TaskName.DETECT: Queue.DETECT,
     TaskName.OCR: Queue.OCR,
+    TaskName.DETECT_VIDEO: Queue.DETECT,
+    TaskName.OCR_VIDEO: Queue.OCR,
+    TaskName.TRACK_FINISH_VIDEO: Queue.TRACK,
     TaskName.TRACK_STAGE: Queue.TRACK,
     TaskName.TRACK_PROGRESS: Queue.TRACK,
     TaskName.TRACK_FINISH: Queue.TRACK,

@@ -13,6 +13,7 @@ frames is flicker and dropped.
 from __future__ import annotations
 
 import math
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,8 +25,8 @@ import numpy as np
 from roadsigns.detector.model import Found, SignDetector
 from roadsigns.detector.service import encode_png_b64
 from roadsigns.shared import classes, openset
-from roadsigns.shared.schemas import Detection, TrackedSign, VideoDetectResult
-from roadsigns.shared.settings import get_settings
+from roadsigns.shared.schemas import Detection, TrackedSign, VideoDetectResult, VideoRequest
+from roadsigns.shared.settings import Settings, get_settings
 
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".wmv", ".3gp"}
 HEIF_IMAGE_BRANDS = {b"heic", b"heix", b"mif1", b"avif"}  # photos in an ISO media box, not videos
@@ -196,13 +197,15 @@ def track_video(
     min_confidence: float | None = None,
     min_class_probability: float | None = None,
     progress: Callable[[int, int], None] | None = None,
+    request: VideoRequest | None = None,
 ) -> VideoDetectResult:
     """The physical signs in the video at `path`, each a track over its sampled frames.
 
     A detection is kept as for a photo (`detect_job`): when the confidence the reader could give
     it reaches `min_confidence` (default the detector's); `min_class_probability` defaults to the
     settings'. `progress(done, total)` is called after each sampled frame (`total` estimated from
-    the container's frame count, and never less than `done`)."""
+    the container's frame count, and never less than `done`). `request`: the job's message, whose
+    job the result names (none in the CLI)."""
     import supervision as sv
     from trackers import ByteTrackTracker
 
@@ -271,6 +274,9 @@ def track_video(
     kept.sort(key=lambda tr: (tr.first_s, tr.best[2].bbox[0] if tr.best else 0.0))
     duration = info.duration_s or (last_t + (1 / info.fps if info.fps else 0.0))
     return VideoDetectResult(
+        job_id=request.job_id if request else "local",
+        attempt=request.attempt if request else 1,
+        submitted_at=request.submitted_at if request else time.time(),
         frames_analysed=frames,
         duration_s=round(duration, 3),
         fps=fps,
@@ -280,3 +286,28 @@ def track_video(
         image_size=image_size,
         min_confidence=floor,
     )
+
+
+def detect_video(
+    request: VideoRequest,
+    data: bytes,
+    detector: SignDetector,
+    settings: Settings,
+    progress: Callable[[int, int], None] | None = None,
+) -> VideoDetectResult:
+    """The detector pool's video stage: the stored video (bytes, written to a temporary file for
+    the decoder) tracked at the request's frame rate, with the settings' track rules."""
+    suffix = Path(request.blob_key).suffix or ".mp4"
+    with tempfile.NamedTemporaryFile(suffix=suffix) as f:
+        f.write(data)
+        f.flush()
+        return track_video(
+            Path(f.name),
+            detector,
+            request.fps,
+            settings.video_min_track_frames,
+            settings.video_ocr_crops,
+            min_class_probability=settings.open_set_min_probability,
+            progress=progress,
+            request=request,
+        )

@@ -146,7 +146,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_credentials="*" not in settings.cors_origins,
         )
 
-    app.add_middleware(BodyLimitMiddleware, max_upload_bytes=settings.max_upload_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_upload_bytes=settings.max_upload_bytes,
+        max_video_bytes=settings.video_max_upload_bytes,
+    )
     app.add_middleware(SecurityHeadersMiddleware)
 
     @app.exception_handler(UploadRejected)

@@ -15,37 +15,68 @@ class BodyTooLarge(HTTPException):
         )
 
 
+_SNIFF_BYTES = 64 * 1024  # the `file` part's first bytes must show within this much of the body
+
+
+def _uploaded_kind(head: bytes) -> str | None:
+    """What the start of a multipart body uploads, "video" or "photo", once its `file` part's first
+    bytes are in; None while they are not. Anything else is a "photo": a body that is not multipart,
+    or whose `file` part has not begun within `_SNIFF_BYTES`."""
+    from roadsigns.gateway.videos import video_container
+
+    name = head.find(b'name="file"')
+    start = head.find(b"\r\n\r\n", name) + 4 if name >= 0 else -1
+    if name >= 0 and start >= 4 and len(head) >= start + 16:
+        return "video" if video_container(head[start : start + 64]) else "photo"
+    return None if head.startswith(b"--"[: len(head)]) and len(head) < _SNIFF_BYTES else "photo"
+
+
 class BodyLimitMiddleware:
     """Refuse an oversized body: from its Content-Length before reading any of it, and, for a
     body without one (chunked), as soon as the bytes received pass the limit, not after
     the whole body has been spooled to disk.
 
     The body may exceed the upload limit by the multipart framing and form fields (1 MiB).
+    A video (`max_video_bytes`) may be larger than a photo: a Content-Length up to the larger
+    limit is let in, and the bytes are counted against the photo's limit (and a Content-Length
+    over it refused) unless the `file` part's first bytes show a video
+    (roadsigns.gateway.videos.video_container).
     """
 
-    def __init__(self, app: ASGIApp, max_upload_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_upload_bytes: int, max_video_bytes: int | None = None) -> None:
         self.app, self.max_upload_bytes = app, max_upload_bytes
         self.limit = max_upload_bytes + 1024 * 1024
+        self.video_limit = max(self.limit, (max_video_bytes or 0) + 1024 * 1024)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         length = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
-        if length.isdigit() and int(length) > self.limit:
-            detail = f"the request body is {int(length)} bytes; uploads are limited to {self.max_upload_bytes} bytes"
+        if length.isdigit() and int(length) > self.video_limit:
+            limit = self.video_limit - 1024 * 1024
+            detail = f"the request body is {int(length)} bytes; uploads are limited to {limit} bytes"
             await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
             return
+        declared = int(length) if length.isdigit() else 0
         received = 0
         started = False
+        limit = self.limit
+        head: bytes | None = b"" if self.video_limit > self.limit else None  # None: no need to look
 
         async def counted_receive() -> Message:
-            nonlocal received
+            nonlocal received, limit, head
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise BodyTooLarge(self.limit)  # FastAPI answers it as a 413 while parsing the form
+                body = message.get("body", b"")
+                received += len(body)
+                if head is not None:
+                    head += body[: _SNIFF_BYTES - len(head)]
+                    kind = _uploaded_kind(head)
+                    if kind is not None:
+                        limit, head = (self.video_limit if kind == "video" else self.limit), None
+                if received > limit or (head is None and declared > limit):
+                    raise BodyTooLarge(limit)  # FastAPI answers it as a 413 while parsing the form
             return message
 
         async def noting_send(message: Message) -> None:

@@ -70,6 +70,9 @@ def read_video(request: VideoDetectResult, reader: SignReader | None, min_class_
             crops.append(track.detection.crop_png_b64)
     versions = {**request.model_versions, **({"ocr": reader.version} if reader else {})}
     return VideoResult(
+        job_id=request.job_id,
+        attempt=request.attempt,
+        submitted_at=request.submitted_at,
         frames_analysed=request.frames_analysed,
         duration_s=request.duration_s,
         tracks=tracks,

@@ -11,11 +11,12 @@ from celery.signals import worker_init
 
 from roadsigns.ocr.reader import SignReader
 from roadsigns.ocr.service import read_job
+from roadsigns.ocr.video import read_video
 from roadsigns.shared import pipeline
 from roadsigns.shared.logs import setup as setup_logging
 from roadsigns.shared.metrics import MODEL_INFO, serve_worker_metrics
 from roadsigns.shared.perchild import PerChild
-from roadsigns.shared.schemas import DetectResult, JobResult
+from roadsigns.shared.schemas import DetectResult, JobResult, VideoDetectResult, VideoResult
 from roadsigns.shared.settings import get_settings
 from roadsigns.shared.tasks import make_celery
 
@@ -50,3 +51,11 @@ def read(request: DetectResult) -> JobResult:
 
 
 ocr = pipeline.stage_task(app, pipeline.OCR, read, settings, log)
+
+
+def read_tracks(request: VideoDetectResult) -> VideoResult:
+    """Every track of a video read on its sharpest crops and named by this child's readers."""
+    return read_video(request, reader(), settings.open_set_min_probability)
+
+
+ocr_video = pipeline.stage_task(app, pipeline.OCR_VIDEO, read_tracks, settings, log)

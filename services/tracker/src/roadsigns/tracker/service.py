@@ -23,7 +23,16 @@ from roadsigns.shared.blobstore import BlobStore
 from roadsigns.shared.db.models import Job, Sign
 from roadsigns.shared.db.session import session_scope
 from roadsigns.shared.pipeline import StageStarted
-from roadsigns.shared.schemas import STATUS_RANK, TERMINAL, DetectRequest, JobResult, JobStatus
+from roadsigns.shared.schemas import (
+    STATUS_RANK,
+    TERMINAL,
+    DetectRequest,
+    JobMessage,
+    JobResult,
+    JobStatus,
+    VideoRequest,
+    VideoResult,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +59,21 @@ def mark_stages(engine: Engine, marks: Iterable[StageStarted]) -> int:
     the furthest status first (a job marked twice in the batch moves once); returns how many
     rows moved."""
     groups: dict[tuple[JobStatus, int], set[str]] = defaultdict(set)
+    frames: dict[tuple[str, int], tuple[int, int]] = {}  # a video's newest count of frames analysed
     for mark in marks:
         groups[(mark.status, mark.attempt)].add(mark.job_id)
+        if mark.frames_done is not None and mark.frames_total is not None:
+            key = (mark.job_id, mark.attempt)
+            frames[key] = max(frames.get(key, (0, 0)), (mark.frames_done, mark.frames_total))
     moved = 0
     with session_scope(engine) as s:
+        for (job_id, attempt), (done, total) in sorted(frames.items()):
+            active = [st.value for st in STATUS_RANK if st not in TERMINAL]
+            s.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status.in_(active), *_current(attempt))
+                .values(frames_done=done, frames_total=total)
+            )
         for (status, attempt), job_ids in sorted(groups.items(), key=lambda g: -STATUS_RANK[g[0][0]]):
             behind = [st.value for st, rank in STATUS_RANK.items() if rank < STATUS_RANK[status]]
             result = s.execute(
@@ -151,9 +171,55 @@ def finish(engine: Engine, store: BlobStore, request: JobResult) -> Finished | N
     return Finished(request.job_id, timings, request.model_versions, first_time, has_callback)
 
 
+def finish_video(engine: Engine, store: BlobStore, request: VideoResult) -> Finished | None:
+    """Write a video job's tracks (each best frame's crop to the blob store) and mark it done.
+    A second delivery rewrites the same document and crops."""
+    finished_at = now()
+    with session_scope(engine) as s:
+        job = s.execute(select(Job).where(Job.id == request.job_id).with_for_update()).scalar_one_or_none()
+        if job is None or job.status == JobStatus.FAILED.value or request.attempt < job.attempts:
+            log.info("video result for job %s ignored (unknown, failed, or of an earlier attempt)", request.job_id)
+            return None
+        first_time = job.status != JobStatus.DONE.value
+        tracks = []
+        for track, crop in zip(request.tracks, request.crops_png_b64, strict=True):
+            key = store.put(f"crops/{job.id}/track-{track.track_id}.png", base64.b64decode(crop))
+            tracks.append({**track.model_dump(mode="json", exclude={"crop_url", "location"}), "crop": key})
+        created = job.created_at if job.created_at.tzinfo else job.created_at.replace(tzinfo=UTC)
+        timings = {k: round(v, 1) for k, v in request.timings_ms.items()}
+        if first_time or job.finished_at is None:
+            timings["total_ms"] = round((finished_at - created).total_seconds() * 1000, 1)
+        else:
+            timings["total_ms"] = (job.timings_ms or {}).get("total_ms", 0.0)
+            finished_at = job.finished_at
+        job.video_result = {
+            "frames_analysed": request.frames_analysed,
+            "duration_s": request.duration_s,
+            "tracks": tracks,
+        }
+        job.frames_done = job.frames_total = request.frames_analysed
+        job.status = JobStatus.DONE.value
+        job.timings_ms = timings
+        job.model_versions = request.model_versions
+        job.finished_at = finished_at
+        job.updated_at = now()
+        job.error = None
+        has_callback = bool(job.callback_url)
+    return Finished(request.job_id, timings, request.model_versions, first_time, has_callback)
+
+
+def first_message(job_id: str, kind: str, blob_key: str, fps: float | None, attempt: int) -> JobMessage:
+    """A job's first message, as the gateway sent it: a photo's DetectRequest, a video's VideoRequest."""
+    if kind == "video":
+        return VideoRequest(
+            job_id=job_id, blob_key=blob_key, submitted_at=now().timestamp(), fps=fps or 5.0, attempt=attempt
+        )
+    return DetectRequest(job_id=job_id, blob_key=blob_key, submitted_at=now().timestamp(), attempt=attempt)
+
+
 def reconcile(
     engine: Engine,
-    send_detect: Callable[[DetectRequest], None],
+    send_detect: Callable[[JobMessage], None],
     stale_after_s: float,
     max_attempts: int,
     in_broker: Callable[[], set[str]] = set,
@@ -199,11 +265,11 @@ def reconcile(
             else:
                 job.attempts += 1
                 job.status = JobStatus.QUEUED.value
-                requeue.append((job.id, job.blob_key, job.attempts))
+                requeue.append(first_message(job.id, job.kind, job.blob_key, job.video_fps, job.attempts))
             job.updated_at = now()
     counts["requeued"], counts["failed"] = len(requeue), len(failed)
-    for job_id, key, attempt in requeue:
-        send_detect(DetectRequest(job_id=job_id, blob_key=key, submitted_at=now().timestamp(), attempt=attempt))
+    for message in requeue:
+        send_detect(message)
     if on_failed:
         for job_id in failed:
             on_failed(job_id)

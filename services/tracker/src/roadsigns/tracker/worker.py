@@ -24,7 +24,7 @@ from roadsigns.shared.logs import setup as setup_logging
 from roadsigns.shared.metrics import JOBS_FINISHED, SIGNS_FOUND, STAGE_SECONDS, serve_worker_metrics
 from roadsigns.shared.perchild import PerChild
 from roadsigns.shared.pipeline import StageFailed, StageStarted, take_started
-from roadsigns.shared.schemas import DetectRequest, JobResult
+from roadsigns.shared.schemas import JobMessage, JobResult, VideoResult
 from roadsigns.shared.settings import get_settings
 from roadsigns.shared.tasks import Queue, TaskName, make_celery
 from roadsigns.tracker import retention, service, webhooks
@@ -124,6 +124,19 @@ def finish(payload: dict[str, Any]) -> None:
     STAGE_SECONDS.labels("total").observe(done.timings_ms["total_ms"] / 1000)
 
 
+@app.task(name=TaskName.TRACK_FINISH_VIDEO)
+def finish_video(payload: dict[str, Any]) -> None:
+    request = VideoResult.model_validate(payload)
+    done = service.finish_video(engine(), BlobStore(settings.blob_dir), request)
+    if done is None or not done.first_time:
+        return
+    JOBS_FINISHED.labels("done").inc()
+    if done.has_callback:
+        _notify(done.job_id)
+    for track in request.tracks:
+        SIGNS_FOUND.labels(track.class_name).inc()
+
+
 @app.task(name=TaskName.TRACK_MLFLOW)
 def log_job_to_mlflow(*_: Any) -> None:
     """A previous release's finish sent each job here for a run of its own. Dropped: the job is in
@@ -203,7 +216,7 @@ def webhook(self: Task[Any, None], job_id: str) -> None:
 
 @app.task(name=TaskName.RECONCILE)
 def reconcile() -> dict[str, int]:
-    def send(req: DetectRequest) -> None:
+    def send(req: JobMessage) -> None:
         pipeline.start(app, req)
 
     def in_broker() -> set[str]:

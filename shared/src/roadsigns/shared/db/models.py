@@ -62,6 +62,13 @@ class Job(Base):
     altitude_m: Mapped[float | None] = mapped_column(Float)
     heading_deg: Mapped[float | None] = mapped_column(Float)
     taken_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # the GPS clock's, UTC
+    # A video job (migration 0008): its frame rate asked, progress (frames analysed of all, from the
+    # detector's marks) and, once done, its result (frames_analysed, duration_s, tracks).
+    kind: Mapped[str] = mapped_column(String(8), default="photo", server_default="photo")
+    video_fps: Mapped[float | None] = mapped_column(Float)
+    frames_done: Mapped[int | None] = mapped_column(Integer)
+    frames_total: Mapped[int | None] = mapped_column(Integer)
+    video_result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     signs: Mapped[list[Sign]] = relationship(back_populates="job", order_by="Sign.index", cascade="all, delete-orphan")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from roadsigns.shared.db.models import Job
-from roadsigns.shared.schemas import CallbackOut, JobOut, JobStatus, Location, SignOut
+from roadsigns.shared.schemas import CallbackOut, JobOut, JobStatus, Location, SignOut, VideoProgress, VideoTrack
 
 
 def _unsigned(path: str) -> str:
@@ -42,6 +42,10 @@ def job_to_out(job: Job, with_signs: bool = True, link: Callable[[str], str] = _
             )
             for s in job.signs
         ]
+    video: dict[str, object] = {}
+    if job.kind == "video":
+        video = _video(job, with_signs, link)
+        signs = None
     return JobOut(
         id=job.id,
         status=JobStatus(job.status),
@@ -61,4 +65,25 @@ def job_to_out(job: Job, with_signs: bool = True, link: Callable[[str], str] = _
         else None,
         location=location,
         links=links,
+        **video,
     )
+
+
+def _video(job: Job, with_tracks: bool, link: Callable[[str], str]) -> dict[str, object]:
+    """A video job's fields: progress while it runs; frames, duration and tracks (each with its
+    best frame's crop) once done."""
+    out: dict[str, object] = {"kind": "video"}
+    if job.status not in (JobStatus.DONE.value, JobStatus.FAILED.value) and job.frames_total:
+        out["progress"] = VideoProgress(frames_done=job.frames_done or 0, frames_total=job.frames_total)
+    result = job.video_result or {}
+    if job.status == JobStatus.DONE.value and result:
+        out["frames_analysed"] = result["frames_analysed"]
+        out["duration_s"] = result["duration_s"]
+        if with_tracks:
+            out["tracks"] = [
+                VideoTrack.model_validate(
+                    {**t, "crop_url": link(f"/jobs/{job.id}/tracks/{t['track_id']}/crop") if t.get("crop") else None}
+                )
+                for t in result["tracks"]
+            ]
+    return out

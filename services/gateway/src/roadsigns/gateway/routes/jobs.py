@@ -1,4 +1,4 @@
-"""Jobs: submit a photo, read a job, list jobs, fetch its image and sign crops."""
+"""Jobs: submit a photo or a video, read a job, list jobs, fetch its image, sign crops and track crops."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from roadsigns.gateway import repository
 from roadsigns.gateway.auth import KeyHeader, Tenant, require_tenant
 from roadsigns.gateway.deps import ServicesDep, SessionDep
 from roadsigns.gateway.metrics import ENQUEUE_FAILURES, JOBS_SUBMITTED, UPLOADS_REJECTED
-from roadsigns.gateway.uploads import UploadRejected, validate_image
+from roadsigns.gateway.uploads import AcceptedImage, UploadRejected, validate_image
+from roadsigns.gateway.videos import AcceptedVideo, validate_video, video_container
 from roadsigns.shared import pipeline
 from roadsigns.shared.blobstore import BlobNotFound
 from roadsigns.shared.callbacks import CallbackRefused, check_url
@@ -25,7 +26,7 @@ from roadsigns.shared.db.models import Job
 from roadsigns.shared.db.session import session_scope
 from roadsigns.shared.db.views import job_to_out
 from roadsigns.shared.exifgps import Fix
-from roadsigns.shared.schemas import DetectRequest, JobOut, JobPage, JobStatus
+from roadsigns.shared.schemas import DetectRequest, JobMessage, JobOut, JobPage, JobStatus, VideoRequest
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -33,9 +34,13 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 _EXT = {"image/jpeg": "jpg", "image/png": "png"}
 
 
-async def read_upload(file: UploadFile, max_bytes: int) -> bytes:
-    """Read at most one byte past the limit, so an oversized part is refused without being kept."""
-    data = await file.read(max_bytes + 1)
+async def read_upload(file: UploadFile, max_bytes: int, max_video_bytes: int | None = None) -> bytes:
+    """Read at most one byte past the limit, so an oversized part is refused without being kept;
+    a video (by its first bytes) has a limit of its own."""
+    data = await file.read(64)
+    if max_video_bytes is not None and video_container(data):
+        max_bytes = max_video_bytes
+    data += await file.read(max_bytes + 1 - len(data))
     if len(data) > max_bytes:
         UPLOADS_REJECTED.labels("413").inc()
         raise UploadRejected(413, f"the file is larger than the limit of {max_bytes} bytes")
@@ -97,8 +102,11 @@ def submit(
     filename: str | None,
     idempotency_key: str | None = None,
     callback_url: str | None = None,
+    fps: float | None = None,
 ) -> tuple[JobOut, bool]:
-    """Validate, store the image, record the job, enqueue it. Used by /jobs and /predict.
+    """Validate, store the image (or video), record the job, enqueue it. Used by /jobs and /predict.
+
+    `fps`: a video's frames analysed a second (default ROADSIGNS_VIDEO_FPS); a photo ignores it.
 
     Returns the job and whether it was created now (False: replayed for an Idempotency-Key).
     """
@@ -109,28 +117,36 @@ def submit(
             replayed = _replay(session, services, tenant, idempotency_key, digest)
         if replayed is not None:
             return replayed, False
+    container = video_container(data[:64])
+    fps = fps or services.settings.video_fps
     try:
-        image = validate_image(data, services.settings)
+        upload: AcceptedImage | AcceptedVideo
+        if container:
+            video = upload = validate_video(data, container, fps, services.settings)
+            ext, kind = video.ext, {"kind": "video", "video_fps": fps, "frames_total": video.frames_to_analyse}
+        else:
+            upload = validate_image(data, services.settings)
+            ext, kind = _EXT[upload.content_type], _located(upload.fix)
         callback_url = _check_callback_url(callback_url, services.settings.callback_allow_private)
     except UploadRejected as exc:
         UPLOADS_REJECTED.labels(str(exc.status)).inc()
         raise
     job_id = repository.new_job_id()
-    key = services.blobs.put(f"uploads/{job_id}.{_EXT[image.content_type]}", image.data)
+    key = services.blobs.put(f"uploads/{job_id}.{ext}", upload.data)
     job = Job(
         id=job_id,
         tenant=tenant,
         status=JobStatus.QUEUED.value,
         filename=(filename or "").replace("\x00", "")[:255] or None,  # metadata only; PostgreSQL refuses NUL
-        content_type=image.content_type,
+        content_type=upload.content_type,
         blob_key=key,
-        image_width=image.width,
-        image_height=image.height,
+        image_width=upload.width,
+        image_height=upload.height,
         attempts=1,
         idempotency_key=idempotency_key,
         request_sha256=digest,
         callback_url=callback_url,
-        **_located(image.fix),
+        **kind,
     )
     try:
         with session_scope(services.engine) as session:
@@ -143,7 +159,11 @@ def submit(
         if replayed is None:
             raise
         return replayed, False
-    request = DetectRequest(job_id=job_id, blob_key=key, submitted_at=time.time())
+    request: JobMessage = (
+        VideoRequest(job_id=job_id, blob_key=key, submitted_at=time.time(), fps=fps)
+        if container
+        else DetectRequest(job_id=job_id, blob_key=key, submitted_at=time.time())
+    )
     try:
         pipeline.start(
             services.celery,
@@ -169,25 +189,31 @@ IdempotencyKey = Annotated[
     status_code=202,
     response_model=JobOut,
     responses={
-        400: {"description": "empty, truncated or corrupt image"},
+        400: {"description": "empty, truncated or corrupt image or video"},
         409: {"description": "Idempotency-Key reused with a different upload"},
         413: {"description": "file or image too large"},
-        415: {"description": "not an image"},
-        422: {"description": "missing `file` field, several files, or a bad callback_url"},
+        415: {"description": "neither an image nor a video"},
+        422: {"description": "missing `file` field, several files, a bad callback_url, or a video too long"},
     },
 )
 async def create_job(
     request: Request,
     services: ServicesDep,
     tenant: Tenant,
-    file: Annotated[UploadFile, File(description="a photo")],
+    file: Annotated[UploadFile, File(description="a photo, or a video (mp4, mov, mkv, webm, avi)")],
     callback_url: Annotated[str | None, Form(description="POSTed a signed copy of the job when it finishes")] = None,
+    fps: Annotated[
+        float | None, Form(gt=0, le=60, description="a video's frames analysed a second (default 5)")
+    ] = None,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    """Accept a photo; answer 202 with the job and its Location."""
+    """Accept a photo or a video; answer 202 with the job and its Location."""
     await refuse_several_files(request)
-    data = await read_upload(file, services.settings.max_upload_bytes)
-    out, created = await run_in_threadpool(submit, services, tenant, data, file.filename, idempotency_key, callback_url)
+    settings = services.settings
+    data = await read_upload(file, settings.max_upload_bytes, settings.video_max_upload_bytes)
+    out, created = await run_in_threadpool(
+        submit, services, tenant, data, file.filename, idempotency_key, callback_url, fps
+    )
     headers = {"Location": f"/jobs/{out.id}"}
     if not created:
         headers["Idempotent-Replayed"] = "true"
@@ -282,5 +308,29 @@ def get_crop(
         raise HTTPException(404, f"job {job_id} has no sign {index}")
     try:
         return Response(services.blobs.get(sign.crop_key), media_type="image/png")
+    except BlobNotFound:
+        raise HTTPException(410, "this crop is no longer stored") from None
+
+
+@router.get("/{job_id}/tracks/{track_id}/crop", response_class=Response)
+def get_track_crop(
+    request: Request,
+    session: SessionDep,
+    services: ServicesDep,
+    job_id: str,
+    track_id: int,
+    expires: LinkExpires = None,
+    sig: LinkSig = None,
+    x_api_key: KeyHeader = None,  # read in _linked_job; a parameter here for the API schema
+) -> Response:
+    """A video track's crop from its best frame, as PNG: with the job's signed link, or the X-API-Key header."""
+    path = f"/jobs/{job_id}/tracks/{track_id}/crop"
+    job = _linked_job(request, session, services, job_id, path, expires, sig)
+    tracks = (job.video_result or {}).get("tracks", [])
+    track = next((t for t in tracks if t.get("track_id") == track_id), None)
+    if track is None or not track.get("crop"):
+        raise HTTPException(404, f"job {job_id} has no track {track_id}")
+    try:
+        return Response(services.blobs.get(track["crop"]), media_type="image/png")
     except BlobNotFound:
         raise HTTPException(410, "this crop is no longer stored") from None
