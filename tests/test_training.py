@@ -50,7 +50,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     )
     config["detector"].update(epochs=1, batch=4)
     config["detector_scale"].update(epochs=1, batch=4, zoomed=6, pasted=10, time_hours=None)
-    config["detector_refine"].update(epochs=1, batch=4, zoomed=4, pasted=6, time_hours=None)
     config["classifier"].update(seeds=[1, 2], epochs=2, batch=32)
     for reader in ("digits", "words"):
         config[reader].update(synthetic=300, epochs=1, batch=64, output=str(root / "weights" / f"{reader}.onnx"))
@@ -93,8 +92,6 @@ def test_training_run_is_tracked_in_mlflow(trained: dict) -> None:
     assert client.get_metric_history(run.info.run_id, "detector/metrics/mAP50_B")
     # Stage two (every scale) continued from stage one and was logged under its own name.
     assert client.get_metric_history(run.info.run_id, "detector_scale/metrics/mAP50_B")
-    assert client.get_metric_history(run.info.run_id, "detector_refine/metrics/mAP50_B")
-    assert run.data.params["detector_refine.seed_offset"] == "1"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     for reader in ("digits", "words"):
         assert len(client.get_metric_history(run.info.run_id, f"{reader}/val_exact")) == 1

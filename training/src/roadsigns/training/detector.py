@@ -4,7 +4,8 @@ Three stages share this code (training/config.yaml): `detector` fine-tunes the C
 weights on native-resolution tiles of GTSDB photos (small dashcam signs); `detector_scale`
 continues from that result on the same tiles plus zoomed views and pasted signs
 (`scenes.py`), so that a sign filling a phone photo is found as well as a 16 px one;
-`detector_refine` continues once more on freshly drawn pictures at a lower learning rate.
+the optional `detector_refine` continues once more on freshly drawn pictures at a lower
+learning rate (measured and not shipped: see its comment in training/config.yaml).
 """
 
 from __future__ import annotations
