@@ -52,7 +52,7 @@ def test_the_document_is_valid_and_generators_can_read_it(spec: dict) -> None:
             "type": "string",
             "format": "binary",
             "title": "File",
-            **({"description": "a photo"} if name == "Body_create_job" else {}),
+            **({"description": "a photo, or a video (mp4, mov, mkv, webm, avi)"} if name == "Body_create_job" else {}),
         }
     assert "contentMediaType" not in json.dumps(spec)
     for path in spec["paths"].values():

@@ -52,7 +52,11 @@ _UPLOAD_ERRORS = {
     "413": "file or image too large",
     "415": "not an image",
 }
-_BINARY_RESPONSES = {"get_image": ("image/jpeg", "image/png"), "get_crop": ("image/png",)}
+_BINARY_RESPONSES = {
+    "get_image": ("image/jpeg", "image/png"),
+    "get_crop": ("image/png",),
+    "get_track_crop": ("image/png",),
+}
 
 
 def _binary_uploads(node: Any) -> None:
