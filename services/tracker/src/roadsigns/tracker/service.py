@@ -154,21 +154,7 @@ def finish(engine: Engine, store: BlobStore, request: JobResult) -> Finished | N
                     crop_key=key,
                 )
             )
-        created = job.created_at if job.created_at.tzinfo else job.created_at.replace(tzinfo=UTC)
-        timings = {k: round(v, 1) for k, v in request.timings_ms.items()}
-        if first_time or job.finished_at is None:
-            timings["total_ms"] = round((finished_at - created).total_seconds() * 1000, 1)
-        else:
-            timings["total_ms"] = (job.timings_ms or {}).get("total_ms", 0.0)
-            finished_at = job.finished_at
-        job.status = JobStatus.DONE.value
-        job.timings_ms = timings
-        job.model_versions = request.model_versions
-        job.finished_at = finished_at
-        job.updated_at = now()
-        job.error = None
-        has_callback = bool(job.callback_url)
-    return Finished(request.job_id, timings, request.model_versions, first_time, has_callback)
+        return _mark_done(job, request.timings_ms, request.model_versions, first_time, finished_at)
 
 
 def finish_video(engine: Engine, store: BlobStore, request: VideoResult) -> Finished | None:
@@ -185,27 +171,34 @@ def finish_video(engine: Engine, store: BlobStore, request: VideoResult) -> Fini
         for track, crop in zip(request.tracks, request.crops_png_b64, strict=True):
             key = store.put(f"crops/{job.id}/track-{track.track_id}.png", base64.b64decode(crop))
             tracks.append({**track.model_dump(mode="json", exclude={"crop_url", "location"}), "crop": key})
-        created = job.created_at if job.created_at.tzinfo else job.created_at.replace(tzinfo=UTC)
-        timings = {k: round(v, 1) for k, v in request.timings_ms.items()}
-        if first_time or job.finished_at is None:
-            timings["total_ms"] = round((finished_at - created).total_seconds() * 1000, 1)
-        else:
-            timings["total_ms"] = (job.timings_ms or {}).get("total_ms", 0.0)
-            finished_at = job.finished_at
         job.video_result = {
             "frames_analysed": request.frames_analysed,
             "duration_s": request.duration_s,
             "tracks": tracks,
         }
         job.frames_done = job.frames_total = request.frames_analysed
-        job.status = JobStatus.DONE.value
-        job.timings_ms = timings
-        job.model_versions = request.model_versions
-        job.finished_at = finished_at
-        job.updated_at = now()
-        job.error = None
-        has_callback = bool(job.callback_url)
-    return Finished(request.job_id, timings, request.model_versions, first_time, has_callback)
+        return _mark_done(job, request.timings_ms, request.model_versions, first_time, finished_at)
+
+
+def _mark_done(
+    job: Job, timings_ms: dict[str, float], model_versions: dict[str, str], first_time: bool, finished_at: datetime
+) -> Finished:
+    """Mark a job done, photo or video. A redelivered result keeps the first delivery's
+    finish time and total, so a replay never moves a job's figures."""
+    created = job.created_at if job.created_at.tzinfo else job.created_at.replace(tzinfo=UTC)
+    timings = {k: round(v, 1) for k, v in timings_ms.items()}
+    if first_time or job.finished_at is None:
+        timings["total_ms"] = round((finished_at - created).total_seconds() * 1000, 1)
+    else:
+        timings["total_ms"] = (job.timings_ms or {}).get("total_ms", 0.0)
+        finished_at = job.finished_at
+    job.status = JobStatus.DONE.value
+    job.timings_ms = timings
+    job.model_versions = model_versions
+    job.finished_at = finished_at
+    job.updated_at = now()
+    job.error = None
+    return Finished(job.id, timings, model_versions, first_time, bool(job.callback_url))
 
 
 def first_message(job_id: str, kind: str, blob_key: str, fps: float | None, attempt: int) -> JobMessage:
