@@ -89,7 +89,10 @@ evaluate: heldout ## the README's accuracy figures: the evaluation CLI on the he
 		$(BIN)/roadsigns evaluate detection --quiet --images .train/heldout/ood/$$set/images --gt .train/heldout/ood/$$set/gt.txt; \
 	done
 
-bench: setup ## detector backends compared (BASELINE=DIR: and earlier weights); bare pipeline against the queued services; accept rate; memory
+# The release the detector's speed is held to (issue 12's "no worse than now"): the last one before
+# scale-robust inference. `make bench BASELINE=<rev>` compares with another; BASELINE= with none.
+BASELINE ?= b127107
+bench: setup ## detector backends compared, and OpenVINO as the BASELINE git revision ran it; bare pipeline against the queued services; accept rate; memory
 	@command -v wrk >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get install -y -q wrk; }
 	$(PY) -m benchmarks.backends tests/data/photos $(if $(BASELINE),--baseline $(BASELINE))
 	$(PY) -m benchmarks.pipeline

@@ -1,44 +1,44 @@
 """Detector + classifier latency per photo: PyTorch, ONNX Runtime and OpenVINO, same photos, same run.
 
-    python -m benchmarks.backends [PHOTOS_DIR] [--repeat N] [--imgsz 1376] [--baseline DIR]
+    python -m benchmarks.backends [PHOTOS_DIR] [--repeat N] [--imgsz 1376] [--baseline REV]
 
 Prints one JSON object: median and p90 milliseconds per photo for each backend and each
 one's ratio to PyTorch. Each backend runs in a process of its own, rounds alternating.
 Every backend runs each photo at the sizes `roadsigns.detector.scales.plan` picks (for a
 1360x800 photo: 800x1376 and a 256x384 coarse pass); a fixed-shape graph at its one shape.
 
-`--baseline DIR` adds `baseline`: OpenVINO on DIR/detector.onnx and DIR/classifier.onnx
-(e.g. an earlier release's files), measured in the same rounds, and its ratio to OpenVINO
-on the current files: a before/after on one noisy machine.
+`--baseline REV` adds `baseline`: OpenVINO as the release at git revision REV ran it, its
+detector code and its shipped weights (both taken from git into a temporary folder, the child
+process importing them first), measured in the same rounds; and OpenVINO's ratio to it: a
+before/after of code and weights together on one noisy machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
 import statistics
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 
 import cv2
 
-from roadsigns.detector.model import SignDetector
-
 BACKENDS = ("torch", "onnx", "openvino")
 
 
-def measure(backend: str, photos: Path, repeat: int, imgsz: int, weights: Path | None = None) -> dict:
-    """One backend in this process: milliseconds per photo over `repeat` passes, after a warm pass.
+def measure(backend: str, photos: Path, repeat: int, imgsz: int) -> dict:
+    """One backend in this process: milliseconds per photo over `repeat` passes, after a warm pass."""
+    from roadsigns.detector.model import SignDetector  # the baseline child's is an earlier release's
 
-    `weights`: a folder with detector.onnx and classifier.onnx to run instead of the shipped files.
-    """
     images = [cv2.imread(str(p)) for p in sorted(photos.glob("*.jpg"))]
-    files = (weights / "detector.onnx", weights / "classifier.onnx") if weights else (None, None)
-    detector = SignDetector(*files, backend=backend, device="cpu", imgsz=imgsz)
+    detector = SignDetector(backend=backend, device="cpu", imgsz=imgsz)
     found = sum(len(detector.detect(image).signs) for image in images)
     times = []
     for _ in range(repeat):
@@ -46,8 +46,20 @@ def measure(backend: str, photos: Path, repeat: int, imgsz: int, weights: Path |
             t0 = time.perf_counter()
             detector.detect(image)
             times.append((time.perf_counter() - t0) * 1000)
-    shapes = sorted({str(detector.passes(*image.shape[:2])) for image in images})
-    return {"times": times, "signs_found": found, "input": ", ".join(shapes), "photos": len(images)}
+    passes = getattr(detector, "passes", None)  # releases before scale-robust inference: one fixed shape
+    shapes = sorted({str(passes(*image.shape[:2]) if passes else "fixed graph shape") for image in images})
+    code = str(Path(sys.modules[SignDetector.__module__].__file__ or "").parents[3])  # which release ran
+    return {"times": times, "signs_found": found, "input": ", ".join(shapes), "photos": len(images), "code": code}
+
+
+RELEASE_SOURCES = ("services/detector/src", "shared/src")  # what the baseline child imports from the release
+
+
+def checkout_release(rev: str, into: Path) -> None:
+    """The detector's and the shared package's sources at `rev`, weights included, into `into`."""
+    archive = subprocess.run(["git", "archive", rev, *RELEASE_SOURCES], capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
 
 
 def main() -> None:
@@ -55,13 +67,16 @@ def main() -> None:
     parser.add_argument("photos", nargs="?", type=Path, default=Path("tests/data/photos"))
     parser.add_argument("--repeat", type=int, default=3, help="rounds; each round runs every backend once")
     parser.add_argument("--imgsz", type=int, default=1376)
-    parser.add_argument("--baseline", type=Path, metavar="DIR", help="also time OpenVINO on the weights in DIR")
+    parser.add_argument("--baseline", metavar="REV", help="also time OpenVINO as the release at revision REV ran it")
     parser.add_argument("--one", choices=(*BACKENDS, "baseline"), help=argparse.SUPPRESS)  # a child: one backend
     args = parser.parse_args()
     if args.one:
-        backend, weights = ("openvino", args.baseline) if args.one == "baseline" else (args.one, None)
-        print(json.dumps(measure(backend, args.photos, 1, args.imgsz, weights)))
+        backend = "openvino" if args.one == "baseline" else args.one
+        print(json.dumps(measure(backend, args.photos, 1, args.imgsz)))
         return
+    release = tempfile.TemporaryDirectory(prefix="roadsigns-baseline-") if args.baseline else None
+    if release:
+        checkout_release(args.baseline, Path(release.name))
     # Each backend in a process of its own (their thread pools would otherwise compete),
     # rounds rotating the order so that a noisy neighbour hurts all alike.
     variants = (*BACKENDS, "baseline") if args.baseline else BACKENDS
@@ -78,9 +93,11 @@ def main() -> None:
                 "--imgsz",
                 str(args.imgsz),
             ]
-            if args.baseline:
-                cmd += ["--baseline", str(args.baseline)]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            env = dict(os.environ)
+            if b == "baseline" and release:
+                sources = [str(Path(release.name) / d) for d in RELEASE_SOURCES]
+                env["PYTHONPATH"] = os.pathsep.join([*sources, env.get("PYTHONPATH", "")])
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
             runs[b].append(json.loads(out.strip().splitlines()[-1]))
 
     def summary(b: str) -> dict[str, float | int | str]:
@@ -90,6 +107,7 @@ def main() -> None:
             "p90_ms": round(t[int(0.9 * (len(t) - 1))], 1),
             "signs_found": runs[b][0]["signs_found"],
             "input": runs[b][0]["input"],
+            "code": runs[b][0]["code"],
         }
 
     report = {

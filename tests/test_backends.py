@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from roadsigns.detector import backends, scales
 from roadsigns.detector.model import SignDetector
-from roadsigns.detector.preprocess import Letterbox, decode_yolo, letterbox
+from roadsigns.detector.preprocess import Letterbox, decode_yolo, letterbox, to_blob
 from roadsigns.detector.service import build_detector
 from roadsigns.shared.settings import Settings
 from roadsigns.shared.weights import shipped
@@ -114,3 +114,28 @@ def test_letterbox_and_decode_map_boxes_back_to_the_photo() -> None:
     assert boxes[0].tolist() == pytest.approx([100, 200, 140, 250], abs=0.01)
     empty, _ = decode_yolo(out * [[[1], [1], [1], [1], [0]]], Letterbox(1.0, 0, 0), image.shape, conf=0.05)
     assert empty.shape == (0, 4)
+
+
+def test_the_blob_is_opencvs_blob_from_image() -> None:
+    """`to_blob` replaced `cv2.dnn.blobFromImage` for speed: the same values, channels swapped to RGB."""
+    photo = cv2.imread(str(next(PHOTOS.glob("*.jpg"))))
+    for image in (photo, photo[:333, :517], np.full((7, 5, 3), (0, 128, 255), np.uint8)):
+        expected = cv2.dnn.blobFromImage(image, scalefactor=1 / 255.0, swapRB=True)
+        assert np.allclose(to_blob(image), expected, atol=1e-6)
+    assert to_blob(np.full((2, 2, 3), (0, 128, 255), np.uint8))[0, :, 0, 0].tolist() == pytest.approx([1, 128 / 255, 0])
+
+
+def test_proposals_under_the_score_floor_are_not_classified(photos: dict[str, np.ndarray]) -> None:
+    """Skipping the classifier for proposals the localiser scores under the floor changes no result:
+    a sign's confidence is its score times a probability, never above the score."""
+    detector = SignDetector(backend="openvino", device="cpu")
+    for image in photos.values():
+        every = detector.detect(image, 0.0, min_score=0.0).signs
+        assert [(s.bbox, s.class_id) for s in detector.detect(image).signs] == [
+            (s.bbox, s.class_id) for s in every if s.confidence >= detector.min_confidence
+        ]
+        sure = detector.detect(image, 0.0, min_score=0.3).signs
+        assert [(s.bbox, s.class_id) for s in sure] == [
+            (s.bbox, s.class_id) for s in every if s.detector_confidence >= 0.3
+        ]
+    assert any(s.detector_confidence < 0.3 for image in photos.values() for s in detector.detect(image, 0.0).signs)

@@ -135,10 +135,22 @@ class SignDetector:
         )
         return softmax(self.classifier(standardise(batch)))
 
-    def detect(self, image_bgr: np.ndarray, min_confidence: float | None = None) -> DetectorOutput:
+    def detect(
+        self, image_bgr: np.ndarray, min_confidence: float | None = None, min_score: float | None = None
+    ) -> DetectorOutput:
+        """The signs whose confidence (localiser score x class probability) reaches `min_confidence`
+        (default the detector's).
+
+        Proposals scored under `min_score` by the localiser are neither cropped nor classified.
+        It defaults to the confidence floor, which no such proposal can reach (a probability is at
+        most 1). The services pass it apart: they keep an unsure class at its localiser score
+        (roadsigns.shared.openset.best_confidence), so ask for every confidence above the score floor.
+        """
         floor = self.min_confidence if min_confidence is None else min_confidence
         t0 = time.perf_counter()
         boxes, confs = self.localise(image_bgr)
+        keep = confs >= (floor if min_score is None else min_score)
+        boxes, confs = boxes[keep], confs[keep]
         t1 = time.perf_counter()
         crops = [square_crop(image_bgr, tuple(b), self.crop_scale) for b in boxes]
         probs = self.classify(crops)

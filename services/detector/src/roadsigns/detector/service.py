@@ -87,7 +87,7 @@ def detect_job(
     if min_class_probability is None:
         min_class_probability = get_settings().open_set_min_probability
     image = decode_image(image_bytes)
-    out = detector.detect(image, 0.0)
+    out = detector.detect(image, 0.0, min_score=floor)  # best_confidence is at most the localiser's score
     detections = []
     for f in out.signs:
         best = openset.best_confidence(f.class_id, f.detector_confidence, f.class_probability, min_class_probability)
