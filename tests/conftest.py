@@ -36,7 +36,8 @@ def iou(a, b) -> float:  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Gateway, detector, OCR, tracker and webhook workers and MLflow, each its own process."""
-    s = Stack.create(tmp_path_factory.mktemp("stack"))
+    # The tests' videos last a few seconds: 1-s segments split each across detector tasks (roadsigns.detector.segments).
+    s = Stack.create(tmp_path_factory.mktemp("stack"), ROADSIGNS_VIDEO_SEGMENT_S="1")
     try:
         s.start_mlflow()
         for pool, n in (("detector", 1), ("ocr", 1), ("tracker", 1), ("webhook", 1)):

@@ -202,7 +202,12 @@ class Stack:
         self._start("gateway", gateway_command(port, workers), env=env)
         wait_until(lambda: httpx.get(f"{self.gateway_url}/ready", timeout=2).status_code == 200, 60, "gateway")
 
-    def start_worker(self, pool: str, concurrency: int = 1, extra_env: dict[str, str] | None = None) -> None:
+    def start_worker(
+        self, pool: str, concurrency: int = 1, extra_env: dict[str, str] | None = None, name: str | None = None
+    ) -> None:
+        """A Celery worker process of `pool`; `name` (default the pool's) names its log, its metrics and
+        `stop`'s argument: a second process of a pool needs a name of its own."""
+        name = name or pool
         module = {
             "detector": "roadsigns.detector.worker",
             "ocr": "roadsigns.ocr.worker",
@@ -212,16 +217,16 @@ class Stack:
         queue = {"detector": "detect", "ocr": "ocr", "tracker": "track", "webhook": "webhook"}[pool]
         # Each pool serves /metrics merged over its prefork children, from a samples folder of its own
         # that starts empty (stale files from a killed process would otherwise be counted again).
-        metrics_dir = self.root / "metrics" / pool
+        metrics_dir = self.root / "metrics" / name
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
-        self.metrics_ports[pool] = free_port()
+        self.metrics_ports[name] = free_port()
         metrics_env = {
-            "ROADSIGNS_METRICS_PORT": str(self.metrics_ports[pool]),
+            "ROADSIGNS_METRICS_PORT": str(self.metrics_ports[name]),
             "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         }
         self._start(
-            pool,
+            name,
             [
                 str(BIN / "celery"),
                 "-A",
@@ -232,7 +237,7 @@ class Stack:
                 "-c",
                 str(concurrency),
                 "-n",
-                f"{pool}-{uuid.uuid4().hex[:6]}@%h",
+                f"{name}-{uuid.uuid4().hex[:6]}@%h",
                 "-l",
                 "INFO",
                 "--without-mingle",

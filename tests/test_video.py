@@ -4,6 +4,7 @@ encodes from real photos (a slow zoom towards the signs, as a car drives up to t
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from roadsigns.cli.pipeline import Pipeline
 from roadsigns.detector.video import VideoUnreadable, is_video, sample_frames
 from roadsigns.shared.settings import get_settings
 from tests.conftest import PHOTOS, iou, read_gt, wait_for_job
+from tests.stack import Stack
 
 ROADSIGNS = str(Path(sys.executable).parent / "roadsigns")
 SIZE = (800, 470)  # the video's frame (w, h): a dashcam-like 16:9-ish frame, smaller than the photo
@@ -255,3 +257,37 @@ def test_a_video_may_be_larger_than_a_photo_but_only_a_video(client: httpx.Clien
     photo = (PHOTOS / "00121.jpg").read_bytes() + b"\x00" * (12 * 1024 * 1024)
     r = client.post("/jobs", files={"file": ("big.jpg", photo, "image/jpeg")})
     assert r.status_code == 413 and "limited" in r.json()["detail"], r.text
+
+
+def test_a_video_split_across_two_detector_workers_gives_the_tracks_of_one_process(
+    stack: Stack, client: httpx.Client, pipeline: Pipeline, tmp_path: Path
+) -> None:
+    """The stack's detectors split a video into 1-s segments (tests/conftest.py); with a second
+    detector process, a 4-s video's four segments go to both processes, and the last to finish
+    tracks them all. Its tracks are those found in this process over the whole video as one
+    segment (`Pipeline.analyze_video`, what a job of a video shorter than a segment runs)."""
+    logs = {name: stack.root / f"{name}.log" for name in ("detector", "detector-2")}
+    stack.start_worker("detector", name="detector-2")
+    try:
+        stack.wait_workers_ready(["detector-2"])
+        seen = {name: len(path.read_bytes()) for name, path in logs.items()}
+        video = write_video(tmp_path / "drive.mp4", PHOTOS / "00224.jpg", seconds=4.0)
+        with video.open("rb") as f:
+            r = client.post("/jobs", files={"file": ("drive.mp4", f, "video/mp4")}, data={"fps": "5"})
+        assert r.status_code == 202, r.text
+        job = wait_for_job(client, r.json()["id"])
+        received = re.compile(rb"Task roadsigns\.detect\.video_segment\[[-0-9a-f]+\] received")
+        segments_by = {name: len(received.findall(path.read_bytes()[seen[name] :])) for name, path in logs.items()}
+    finally:
+        stack.stop("detector-2")
+    assert job["status"] == "done", job
+    assert sum(segments_by.values()) == 4 and all(segments_by.values()), segments_by  # each process some
+    one = pipeline.analyze_video(video, fps=5)
+    assert job["frames_analysed"] == one["frames_analysed"] == 20
+    assert job["duration_s"] == one["duration_s"]
+    assert len(job["tracks"]) == len(one["tracks"]) >= 3
+    for split, whole in zip(job["tracks"], one["tracks"], strict=True):
+        same = ("track_id", "class_id", "text", "first_seen_s", "last_seen_s", "best_frame_s", "frames")
+        assert {k: split[k] for k in same} == {k: whole[k] for k in same}
+        assert split["bbox"] == pytest.approx(whole["bbox"], abs=0.2)  # boxes are rounded to 0.1 px
+        assert split["confidence"] == pytest.approx(whole["confidence"], abs=1e-3)

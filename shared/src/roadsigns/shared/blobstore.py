@@ -49,6 +49,14 @@ class BlobStore:
         except FileNotFoundError:
             raise BlobNotFound(key) from None
 
+    def path(self, key: str) -> Path:
+        """Where a blob lies, for a reader that wants a file (the video decoder): no copy of a
+        large video per task that reads it."""
+        path = self._path(key)
+        if not path.is_file():
+            raise BlobNotFound(key)
+        return path
+
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
 

@@ -13,7 +13,7 @@ Adding a stage between two others: a `Stage` in `STAGES` (with its task name and
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,7 @@ from roadsigns.shared.schemas import (
     VideoDetectResult,
     VideoRequest,
     VideoResult,
+    VideoSegmentRequest,
 )
 from roadsigns.shared.settings import Settings
 from roadsigns.shared.tasks import TaskName
@@ -62,17 +63,28 @@ DETECT = Stage(
 OCR = Stage("ocr", TaskName.OCR, DetectResult, "the OCR reader", "ocr", JobStatus.READING, ("ocr",))
 FINISH = Stage("finish", TaskName.TRACK_FINISH, JobResult, "the tracker", "tracker")
 STAGES = (DETECT, OCR, FINISH)
-# A video goes the same way through the same pools, as other messages: the detector tracks the
-# signs over the sampled frames (roadsigns.detector.video), the reader reads each track's
-# sharpest crops (roadsigns.ocr.video), the tracker writes the tracks.
+# A video goes the same way through the same pools, as other messages: the detector splits it
+# into time segments (one for a short video), detector tasks detect the signs in each segment's
+# sampled frames at once and the last of them to finish tracks them over the whole video
+# (roadsigns.detector.video, .worker), the reader reads each track's sharpest crops
+# (roadsigns.ocr.video), the tracker writes the tracks.
 DETECT_VIDEO = Stage(
-    "detect_video", TaskName.DETECT_VIDEO, VideoRequest, "the detector", "detector", JobStatus.DETECTING, ("detect",)
+    "detect_video", TaskName.DETECT_VIDEO, VideoRequest, "the detector", "detector", JobStatus.DETECTING
+)
+DETECT_VIDEO_SEGMENT = Stage(
+    "detect_video_segment",
+    TaskName.DETECT_VIDEO_SEGMENT,
+    VideoSegmentRequest,
+    "the detector",
+    "detector",
+    JobStatus.DETECTING,
+    ("detect",),
 )
 OCR_VIDEO = Stage(
     "ocr_video", TaskName.OCR_VIDEO, VideoDetectResult, "the OCR reader", "ocr", JobStatus.READING, ("ocr",)
 )
 FINISH_VIDEO = Stage("finish_video", TaskName.TRACK_FINISH_VIDEO, VideoResult, "the tracker", "tracker")
-VIDEO_STAGES = (DETECT_VIDEO, OCR_VIDEO, FINISH_VIDEO)
+VIDEO_STAGES = (DETECT_VIDEO, DETECT_VIDEO_SEGMENT, OCR_VIDEO, FINISH_VIDEO)
 LINES = (STAGES, VIDEO_STAGES)
 
 
@@ -209,10 +221,15 @@ class StageTask(Task[Any, None]):
             )
 
 
+# What a stage's function returns: its result, several (a video's segments, each a message to the
+# next stage), or None when another task of the stage sends the result on (a video's last segment).
+StageOutput = JobMessage | Sequence[JobMessage] | None
+
+
 def stage_task(
     app: Celery,
     stage: Stage,
-    run: Callable[[Any], JobMessage],
+    run: Callable[[Any], StageOutput],
     settings: Settings,
     log: logging.Logger,
     expected: tuple[type[Exception], ...] = (),
@@ -223,8 +240,9 @@ def stage_task(
     mark (`push_started`); drop a poisoned job (earlier deliveries killed their process,
     roadsigns.shared.deliveries); run; on an exception, count
     it and fail the job, naming the stage (an `expected` one without a traceback: a bad photo,
-    not a bug); observe the stage's timings; send the result to the next stage. A hard time
-    limit fails the job too (StageTask.on_failure).
+    not a bug); observe the stage's timings; send the result (each, if several; none if None) to
+    the next stage. A hard time limit fails the job too (StageTask.on_failure). Deliveries are
+    counted per message's `delivery_id`: the job, or a video's segment.
     """
     deliveries = DeliveryCounter(settings.broker_url, settings.max_deliveries)
     after = next_stage(stage)
@@ -234,7 +252,7 @@ def stage_task(
     def task(payload: dict[str, Any]) -> None:
         request = stage.takes.model_validate(payload)
         poisoned = deliveries.poisoned(
-            stage.name, request.job_id, stage.who, also=lambda pipe: push_started(pipe, stage, request)
+            stage.name, request.delivery_id, stage.who, also=lambda pipe: push_started(pipe, stage, request)
         )
         if poisoned:  # earlier deliveries killed their process: fail the job (a mark cannot undo that), drop it
             TASK_FAILURES.labels(stage.name).inc()
@@ -252,11 +270,12 @@ def stage_task(
             log.exception("job %s: %s failed", request.job_id, stage.name)
             send_failed(app, stage, request, f"{stage.error_prefix}: {type(exc).__name__}: {exc}")
             return
-        timings = getattr(result, "timings_ms", {})
-        for key in stage.timings:
-            if f"{key}_ms" in timings:
-                STAGE_SECONDS.labels(key).observe(timings[f"{key}_ms"] / 1000)
-        send(app, after, result)
+        for message in [result] if isinstance(result, JobMessage) else result or []:
+            timings = getattr(message, "timings_ms", {})
+            for key in stage.timings:
+                if f"{key}_ms" in timings:
+                    STAGE_SECONDS.labels(key).observe(timings[f"{key}_ms"] / 1000)
+            send(app, after, message)
 
     task.__name__ = task.__qualname__ = stage.name
     task.__doc__ = f"The {stage.name} stage: {run.__doc__ or run.__name__}"

@@ -37,6 +37,12 @@ class JobMessage(BaseModel):
     job_id: str
     attempt: int = 1
 
+    @property
+    def delivery_id(self) -> str:
+        """What the poison counter counts the deliveries of (roadsigns.shared.deliveries): the job,
+        or the part of it the message is for (a video's segment)."""
+        return self.job_id
+
 
 class DetectRequest(JobMessage):
     """The pipeline's first message, sent by the gateway and the reconciler."""
@@ -104,6 +110,20 @@ class VideoRequest(JobMessage):
     blob_key: str
     submitted_at: float
     fps: float
+
+
+class VideoSegmentRequest(VideoRequest):
+    """One detector task's share of a video job: the sampled frames from `start_s` to `end_s`
+    (none: to the end), segment `index` of `count` (roadsigns.detector.video.plan_segments)."""
+
+    index: int = Field(ge=0)
+    count: int = Field(ge=1)
+    start_s: float
+    end_s: float | None
+
+    @property
+    def delivery_id(self) -> str:
+        return f"{self.job_id}.{self.index}"
 
 
 class TrackedSign(BaseModel):

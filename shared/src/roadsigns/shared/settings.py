@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     video_fps: float = Field(5.0, gt=0, le=60)
     video_min_track_frames: int = Field(2, ge=1)
     video_ocr_crops: int = Field(3, ge=1, le=20)
+    # A video longer than this is split into segments of about this many seconds, which the detector
+    # pool's workers detect at once; the last to finish tracks them all (roadsigns.detector.worker). 0: one task.
+    video_segment_s: float = Field(10.0, ge=0)
     # POST /jobs refuses (4xx) a video larger, longer, or with more frames to analyse (duration x fps) than these.
     video_max_upload_bytes: int = Field(200 * 1024 * 1024, gt=0)
     video_max_duration_s: float = Field(600.0, gt=0)

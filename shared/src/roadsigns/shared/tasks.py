@@ -24,6 +24,7 @@ class TaskName(StrEnum):
     DETECT = "roadsigns.detect"
     OCR = "roadsigns.ocr"
     DETECT_VIDEO = "roadsigns.detect.video"
+    DETECT_VIDEO_SEGMENT = "roadsigns.detect.video_segment"
     OCR_VIDEO = "roadsigns.ocr.video"
     TRACK_FINISH_VIDEO = "roadsigns.track.finish_video"
     TRACK_STAGE = "roadsigns.track.stage"  # one StageStarted; stage tasks now batch theirs (TRACK_PROGRESS)
@@ -41,6 +42,7 @@ ROUTES = {
     TaskName.DETECT: Queue.DETECT,
     TaskName.OCR: Queue.OCR,
     TaskName.DETECT_VIDEO: Queue.DETECT,
+    TaskName.DETECT_VIDEO_SEGMENT: Queue.DETECT,
     TaskName.OCR_VIDEO: Queue.OCR,
     TaskName.TRACK_FINISH_VIDEO: Queue.TRACK,
     TaskName.TRACK_STAGE: Queue.TRACK,

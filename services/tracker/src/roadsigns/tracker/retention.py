@@ -17,8 +17,8 @@ from roadsigns.shared.db.models import Job
 from roadsigns.shared.db.session import session_scope
 from roadsigns.shared.schemas import TERMINAL
 
-# uploads/<job id>.<ext> and crops/<job id>/<index>.png
-_JOB_OF_KEY = re.compile(r"^(?:uploads/([0-9a-f]{1,64})\.[a-z]+|crops/([0-9a-f]{1,64})/.+)$")
+# uploads/<job id>.<ext>, crops/<job id>/<index>.png, and a video's segments/<job id>/<attempt>-<n>.json
+_JOB_OF_KEY = re.compile(r"^(?:uploads/([0-9a-f]{1,64})\.[a-z]+|(?:crops|segments)/([0-9a-f]{1,64})/.+)$")
 
 
 def purge(
@@ -42,6 +42,7 @@ def purge(
         for job_id, blob_key in rows:
             store.delete(blob_key)
             store.delete_tree(f"crops/{job_id}")
+            store.delete_tree(f"segments/{job_id}")
         counts["jobs"] += len(rows)
         if len(rows) < batch:
             break
@@ -52,7 +53,7 @@ def purge(
 def _sweep_orphans(engine: Engine, store: BlobStore, cutoff: datetime) -> int:
     """Blobs older than the cutoff whose job is not in the database."""
     by_job: dict[str, list[str]] = {}
-    for prefix in ("uploads", "crops"):
+    for prefix in ("uploads", "crops", "segments"):
         for key in store.older_than(prefix, cutoff.timestamp()):
             match = _JOB_OF_KEY.match(key)
             if match:
@@ -69,4 +70,5 @@ def _sweep_orphans(engine: Engine, store: BlobStore, cutoff: datetime) -> int:
             store.delete(key)
             removed += 1
         store.delete_tree(f"crops/{job_id}")
+        store.delete_tree(f"segments/{job_id}")
     return removed

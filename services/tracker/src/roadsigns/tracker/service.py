@@ -158,8 +158,8 @@ def finish(engine: Engine, store: BlobStore, request: JobResult) -> Finished | N
 
 
 def finish_video(engine: Engine, store: BlobStore, request: VideoResult) -> Finished | None:
-    """Write a video job's tracks (each best frame's crop to the blob store) and mark it done.
-    A second delivery rewrites the same document and crops."""
+    """Write a video job's tracks (each best frame's crop to the blob store) and mark it done, then
+    delete the detector's segments of it. A second delivery rewrites the same document and crops."""
     finished_at = now()
     with session_scope(engine) as s:
         job = s.execute(select(Job).where(Job.id == request.job_id).with_for_update()).scalar_one_or_none()
@@ -177,7 +177,10 @@ def finish_video(engine: Engine, store: BlobStore, request: VideoResult) -> Fini
             "tracks": tracks,
         }
         job.frames_done = job.frames_total = request.frames_analysed
-        return _mark_done(job, request.timings_ms, request.model_versions, first_time, finished_at)
+        done = _mark_done(job, request.timings_ms, request.model_versions, first_time, finished_at)
+    # The detector's per-segment detections (roadsigns.detector.segments) are spent once the tracks are written.
+    store.delete_tree(f"segments/{request.job_id}")
+    return done
 
 
 def _mark_done(
