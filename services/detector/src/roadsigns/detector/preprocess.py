@@ -80,13 +80,13 @@ def letterbox(image_bgr: np.ndarray, height: int, width: int) -> tuple[np.ndarra
 def to_blob(image_bgr: np.ndarray) -> np.ndarray:
     """H x W x 3 uint8 BGR -> 1 x 3 x H x W float32 RGB in [0, 1].
 
-    What `cv2.dnn.blobFromImage(image, 1 / 255, swapRB=True)` returns, five times faster: one
-    scaled conversion per channel plane, written straight into the blob (16 ms against 3 ms
+    What `cv2.dnn.blobFromImage(image, 1 / 255, swapRB=True)` returns, five times faster: the
+    planes split apart, each scaled straight into the blob as it is converted (16 ms against 3 ms
     for a 800 x 1376 frame here, a sixth of the localiser's own time).
     """
     blob = np.empty((1, 3, *image_bgr.shape[:2]), np.float32)
     for rgb, plane in enumerate(reversed(cv2.split(image_bgr))):
-        cv2.multiply(plane, 1 / 255.0, dst=blob[0, rgb], dtype=cv2.CV_32F)
+        np.multiply(plane, np.float32(1 / 255.0), out=blob[0, rgb])
     return blob
 
 

@@ -229,7 +229,7 @@ def detect_frames(
                 sharpness=sharpness(f.crop),
                 crop_png_b64=encode_png_b64(f.crop),
             )
-            for f in detector.detect(frame, 0.0).signs
+            for f in detector.detect(frame, 0.0, min_score=floor).signs
             if openset.best_confidence(f.class_id, f.detector_confidence, f.class_probability, min_class_probability)
             >= floor
         ]
