@@ -7,7 +7,10 @@
 3. the gateway's accept rate for POST /jobs under wrk, workers stopped so that only the
    gateway is measured, with the CPU time each party spent per accepted request (gateway,
    Postgres, Redis, wrk itself): on a 2-core machine that split is what bounds the rate;
-4. peak resident memory of every service's process tree.
+4. a video (a 20 s zoom over a sample photo, encoded here): frames analysed a second, bare
+   (`roadsigns analyze`'s code) and queued (its segments through the detector pool, then the
+   reader and the tracker), on the device the detector picks (a GPU when there is one);
+5. peak resident memory of every service's process tree.
 
 Prints a table and writes the JSON report to out/bench.json. Needs local Postgres and Redis.
 """
@@ -80,6 +83,50 @@ def bare(photos: list[bytes]) -> dict:
         "images_per_s": round(len(photos) / seconds, 3),
         "p50_ms": round(pct(latencies, 0.5), 1),
         "p95_ms": round(pct(latencies, 0.95), 1),
+    }
+
+
+def write_bench_video(folder: Path, seconds: float = 20.0, fps: float = 10.0) -> Path:
+    """A dashcam-like clip: the zoom over a sample photo the video tests use, forwards then back."""
+    from tests.test_video import write_video
+
+    return write_video(folder / "drive.mp4", PHOTOS[1], seconds=seconds, fps=fps)
+
+
+def video_bare(video: Path) -> dict:
+    pipeline = Pipeline(Settings())
+    pipeline.analyze_video(video, min_track_frames=2)  # warm: the graphs compiled for the frame's shapes
+    t0 = time.perf_counter()
+    job = pipeline.analyze_video(video)
+    seconds = time.perf_counter() - t0
+    return {
+        "device": f"{pipeline.detector.backend} on {pipeline.detector.device}",
+        "frames": job["frames_analysed"],
+        "tracks": len(job["tracks"]),
+        "seconds": round(seconds, 2),
+        "frames_per_s": round(job["frames_analysed"] / seconds, 2),
+    }
+
+
+def video_queued(stack: Stack, video: Path) -> dict:
+    """One video job through the stack, submit to done, with the stack's detector pool."""
+    with httpx.Client(base_url=stack.gateway_url, timeout=60) as client:
+        t0 = time.perf_counter()
+        with video.open("rb") as f:
+            job_id = client.post("/jobs", files={"file": ("drive.mp4", f, "video/mp4")}).json()["id"]
+        job = client.get(f"/jobs/{job_id}").json()
+        while job["status"] not in ("done", "failed"):
+            time.sleep(0.2)
+            job = client.get(f"/jobs/{job_id}").json()
+        seconds = time.perf_counter() - t0
+    if job["status"] != "done":
+        return {"error": job.get("error")}
+    return {
+        "frames": job["frames_analysed"],
+        "tracks": len(job["tracks"]),
+        "segment_s": Settings().video_segment_s,
+        "seconds": round(seconds, 2),
+        "frames_per_s": round(job["frames_analysed"] / seconds, 2),
     }
 
 
@@ -261,6 +308,8 @@ def main() -> None:
     }
     report["bare"] = bare(photos)
     root = Path(tempfile.mkdtemp(prefix="roadsigns-bench-"))
+    video = write_bench_video(root)
+    report["video"] = {"bare": video_bare(video)}
     stack = Stack.create(root)
     try:
         for pool, n in (("detector", 1), ("ocr", args.ocr_concurrency), ("tracker", 1)):
@@ -272,6 +321,7 @@ def main() -> None:
         report["queued"] = queued(stack, photos)
         report["single_job"] = one_at_a_time(stack, photos, 7)
         report["queued_over_bare"] = round(report["queued"]["images_per_s"] / report["bare"]["images_per_s"], 3)
+        report["video"]["queued"] = video_queued(stack, video)
         for pool in ("detector", "ocr", "tracker"):
             stack.stop(pool)  # measure the gateway alone; accepted jobs wait in Redis
         report["accept"] = accept_rate(stack, args.wrk_seconds, args.wrk_connections, args.accept_photo)
@@ -294,6 +344,8 @@ def main() -> None:
         f"recorded, {report['single_job']['median_client_ms']} ms seen by the client polling every 20 ms"
     )
     print_accept(a)
+    v = report["video"]
+    print(f"video, frames analysed a second ({v['bare']['device']}): bare {v['bare']}; queued {v['queued']}")
     print(f"peak RSS MB: {report['peak_rss_mb']}")
     print("report: out/bench.json")
 
