@@ -11,8 +11,10 @@ import io
 import math
 import os
 import re
+import threading
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -21,8 +23,10 @@ from PIL import Image
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 from sqlalchemy import text
 
-from tests.conftest import PHOTOS, wait_for_job
-from tests.stack import Stack
+from tests.conftest import PHOTOS, read_gt, wait_for_job
+from tests.geotag import geotag, moved
+from tests.stack import Stack, extra_gateway, wait_until
+from tests.test_video import write_video
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -52,6 +56,25 @@ new MutationObserver((records) => {
     if (seen[seen.length - 1] !== status) seen.push(status);
   }
 }).observe(document, { subtree: true, attributes: true, attributeFilter: ['data-status'] });
+
+// Every [frames done, frames in all] each video card's progress bar shows, while it shows.
+window.__progress = {};
+new MutationObserver((records) => {
+  for (const r of records) {
+    const box = r.target;
+    if (!box.classList || !box.classList.contains('job-progress') || box.hidden) continue;
+    const seen = (window.__progress[box.closest('.job').querySelector('.job-title').textContent] ||= []);
+    const now = [Number(box.dataset.done), Number(box.dataset.total)];
+    const last = seen[seen.length - 1];
+    if (!last || last[0] !== now[0] || last[1] !== now[1]) seen.push(now);
+  }
+}).observe(document, { subtree: true, attributes: true, attributeFilter: ['data-done', 'data-total', 'hidden'] });
+
+// Content-Security-Policy violations: none is expected.
+window.__csp = [];
+document.addEventListener('securitypolicyviolation', (e) => {
+  window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`);
+});
 """
 
 
@@ -63,8 +86,8 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
-def open_page(browser: Browser, stack: Stack, **context_options) -> tuple[Page, list[str], list[str]]:  # type: ignore[no-untyped-def]
-    context = browser.new_context(base_url=stack.gateway_url, **context_options)
+def open_page(browser: Browser, base_url: str, **context_options) -> tuple[Page, list[str], list[str]]:  # type: ignore[no-untyped-def]
+    context = browser.new_context(base_url=base_url, **context_options)
     context.add_init_script(RECORD_STATUSES)
     page = context.new_page()
     # Intercept file choosers from the start: turning interception on only inside
@@ -79,9 +102,11 @@ def open_page(browser: Browser, stack: Stack, **context_options) -> tuple[Page, 
 
 @pytest.fixture
 def desktop(browser: Browser, stack: Stack) -> Iterator[Page]:
-    page, errors, requests = open_page(browser, stack, viewport=DESKTOP)
+    page, errors, requests = open_page(browser, stack.gateway_url, viewport=DESKTOP)
     yield page
+    violations = [] if page.is_closed() else page.evaluate("window.__csp")
     page.context.close()
+    assert not violations, f"the page broke its Content-Security-Policy: {violations}"
     assert not errors, f"uncaught errors in the page: {errors}"
     outside = [u for u in requests if not u.startswith((stack.gateway_url, "data:", "blob:"))]
     assert not outside, f"the page fetched something from outside the gateway: {outside}"
@@ -89,7 +114,7 @@ def desktop(browser: Browser, stack: Stack) -> Iterator[Page]:
 
 @pytest.fixture
 def phone(browser: Browser, stack: Stack) -> Iterator[Page]:
-    page, errors, _ = open_page(browser, stack, viewport=PHONE, is_mobile=True, has_touch=True)
+    page, errors, _ = open_page(browser, stack.gateway_url, viewport=PHONE, is_mobile=True, has_touch=True)
     yield page
     page.context.close()
     assert not errors, f"uncaught errors in the page: {errors}"
@@ -122,10 +147,10 @@ def card_for(page: Page, job_id: str) -> Locator:
     return page.locator(f'#job-list > li[data-job-id="{job_id}"]')
 
 
-def wait_images(card: Locator) -> None:
+def wait_images(card: Locator, selector: str = "img") -> None:
     card.page.wait_for_function(
-        "card => [...card.querySelectorAll('img')].every(i => i.complete && i.naturalWidth > 0)",
-        arg=card.element_handle(),
+        "([card, selector]) => [...card.querySelectorAll(selector)].every(i => i.complete && i.naturalWidth > 0)",
+        arg=[card.element_handle(), selector],
     )
 
 
@@ -391,7 +416,7 @@ def keyed_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def test_a_gateway_with_api_keys_gets_one_from_the_form(browser: Browser, keyed_gateway: Stack) -> None:
-    page, errors, _ = open_page(browser, keyed_gateway, viewport=DESKTOP)
+    page, errors, _ = open_page(browser, keyed_gateway.gateway_url, viewport=DESKTOP)
     page.goto("/")
     form = page.locator("#key-form")
     expect(form).to_be_visible()
@@ -419,5 +444,310 @@ def test_a_gateway_with_api_keys_gets_one_from_the_form(browser: Browser, keyed_
     page.reload()
     expect(page.locator(f'#history-list a[href="#/jobs/{job_id}"]')).to_be_visible()
     expect(form).to_be_hidden()
+
+    # The inventory asks with the key too, and its CSV (a plain link cannot send a header) is
+    # fetched with it and saved: no job is done here, so it is the header row alone.
+    page.goto("/#/inventory")
+    expect(page.locator("#inventory-status")).to_contain_text("No located signs yet")
+    expect(page.locator("#inventory-body")).to_be_hidden()
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download CSV").click()
+    assert download.value.suggested_filename == "inventory.csv"
+    with httpx.Client(base_url=keyed_gateway.gateway_url, headers={"X-API-Key": "web-test-key"}) as client:
+        expected = client.get("/inventory.csv")
+    assert expected.status_code == 200
+    assert Path(download.value.path()).read_text() == expected.text
+    assert expected.text.startswith("lat,lon,class_id")
+    expect(form).to_be_hidden()
     page.context.close()
     assert not errors, errors
+
+
+# ---------- videos ----------
+
+
+def test_a_video_shows_its_progress_then_its_tracks_on_a_timeline(
+    desktop: Page, client: httpx.Client, tmp_path: Path
+) -> None:
+    page = desktop
+    video = write_video(tmp_path / "drive.mp4", PHOTOS / "00224.jpg", seconds=2.0)
+    page.goto("/")
+    page.set_input_files("#file-input", video)
+    card = page.locator("#job-list > li").filter(has=page.locator(".job-title", has_text="drive.mp4"))
+    expect(card).to_have_attribute("data-kind", "video")
+    expect(card).to_have_attribute("data-status", "done", timeout=JOB_TIMEOUT_MS)
+    job = client.get(f"/jobs/{card.get_attribute('data-job-id')}").json()
+    assert job["kind"] == "video" and job["status"] == "done" and job["filename"] == "drive.mp4"
+    tracks = job["tracks"]
+    assert sorted(t["class_id"] for t in tracks) == sorted(b[4] for b in read_gt()["00224.jpg"]), tracks
+    expect(card.get_by_role("status")).to_have_text(f"Done: {len(tracks)} signs tracked")
+
+    # The bar showed while the job ran, from the answer to the upload on: frames only went forward.
+    seen = page.evaluate("name => window.__progress[name]", "drive.mp4")
+    assert seen, "the progress bar never showed"
+    assert all(0 <= done <= total and total > 0 for done, total in seen), seen
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen), seen
+    assert seen[0][1] == job["frames_analysed"], seen  # 2 s at 5 frames a second, known from the upload
+    expect(card.locator(".job-progress")).to_be_hidden()
+    expect(card.locator(".photo")).to_be_hidden()
+    expect(card.locator(".video-summary")).to_have_text(
+        f"{job['duration_s']:.1f} s of video, {job['frames_analysed']} frames analysed: "
+        f"{len(tracks)} signs tracked, numbered as in the list."
+    )
+
+    # A list entry per track, in the API's order: its crop, name, confidence, reading and when seen.
+    wait_images(card, ".signs img")  # the photo's <img> stays empty and hidden
+    items = card.locator(".signs .vtrack")
+    expect(items).to_have_count(len(tracks))
+    for i, track in enumerate(tracks):
+        item = items.nth(i)
+        assert item.get_attribute("data-track-id") == str(track["track_id"])
+        expect(item.locator(".sign-name")).to_have_text(f"{i + 1}{track['class_name']}")
+        expect(item).to_contain_text(track["category"])
+        expect(item).to_contain_text(f"{as_percent(track['confidence'])} sure")
+        expect(item).to_contain_text(
+            f"Seen {track['first_seen_s']:.1f} s – {track['last_seen_s']:.1f} s · {track['frames']} frames"
+        )
+        if track["text"]:
+            expect(item.locator(".sign-text q")).to_have_text(track["text"])
+        else:
+            expect(item.locator(".sign-text")).to_have_text("No text read")
+        crop = item.locator("img.crop")
+        assert crop.get_attribute("src") == track["crop_url"] and "sig=" in track["crop_url"]
+        assert crop.evaluate("i => i.naturalWidth") > 0
+
+    # The timeline: a bar per track over the video's length, first to last seen, a mark at its best frame.
+    rows = card.locator(".timeline-rows .tl-row")
+    expect(rows).to_have_count(len(tracks))
+    drawn = card.evaluate(
+        """card => [...card.querySelectorAll('.tl-row')].map(row => {
+            const lane = row.querySelector('.tl-lane');
+            const r = lane.getBoundingClientRect();
+            const x = r.x + lane.clientLeft, w = lane.clientWidth;
+            const bar = row.querySelector('.tl-bar').getBoundingClientRect();
+            const best = row.querySelector('.tl-best').getBoundingClientRect();
+            return { start: (bar.x - x) / w, end: (bar.right - x) / w, best: (best.x + best.width / 2 - x) / w,
+                     height: bar.height, label: row.getAttribute('aria-label') };
+        })"""
+    )
+    duration = job["duration_s"]
+    for i, (track, bar) in enumerate(zip(tracks, drawn, strict=True)):
+        assert bar["height"] > 0
+        assert bar["start"] == pytest.approx(track["first_seen_s"] / duration, abs=0.01), (i, bar, track)
+        assert bar["end"] == pytest.approx(max(track["last_seen_s"] / duration, bar["start"]), abs=0.01), (i, bar)
+        assert bar["best"] == pytest.approx(track["best_frame_s"] / duration, abs=0.01), (i, bar, track)
+        assert track["class_name"] in bar["label"]
+    expect(card.locator(".timeline-axis .tl-tick").first).to_have_text("0 s")
+
+    # The history marks it as a video.
+    expect(page.locator(f'#history-list li[data-job-id="{job["id"]}"] .badge-video')).to_have_text("video")
+
+
+# ---------- the sign inventory ----------
+
+ORIGIN = (48.137154, 11.576124)  # Munich; nowhere near tests/test_inventory.py's points
+PLACES = {"origin": ORIGIN, "east": moved(*ORIGIN, east_m=120), "north": moved(*ORIGIN, north_m=120)}
+
+
+@pytest.fixture(scope="module")
+def geotagged(client: httpx.Client) -> dict[str, dict]:
+    """The speed limit 50 photo, geotagged at three places 120 m apart: three signs, done."""
+    photo = (PHOTOS / "00330.jpg").read_bytes()
+    ids = {}
+    for name, (lat, lon) in PLACES.items():
+        response = client.post("/jobs", files={"file": (f"{name}.jpg", geotag(photo, lat, lon), "image/jpeg")})
+        assert response.status_code == 202, response.text
+        ids[name] = response.json()["id"]
+    jobs = {name: wait_for_job(client, job_id) for name, job_id in ids.items()}
+    for job in jobs.values():
+        assert job["status"] == "done" and any(s["class_id"] == 2 for s in job["signs"]), job
+    return jobs
+
+
+def _drawn_points(page: Page) -> list[dict]:
+    """Each point's coordinates (its data attributes) and where its centre is on the screen."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('#inventory-map .map-point')].map(c => {
+            const r = c.getBoundingClientRect();
+            const [lon, lat] = [Number(c.dataset.lon), Number(c.dataset.lat)];
+            return { lon, lat, x: r.x + r.width / 2, y: r.y + r.height / 2 };
+        })"""
+    )
+
+
+def _ours(points: list[dict]) -> dict[str, dict]:
+    return {
+        name: next(
+            p for p in points if p["lat"] == pytest.approx(lat, abs=1e-6) and p["lon"] == pytest.approx(lon, abs=1e-6)
+        )
+        for name, (lat, lon) in PLACES.items()
+    }
+
+
+def test_the_inventory_plots_a_point_per_sign_offline_and_offers_the_csv(
+    desktop: Page, client: httpx.Client, geotagged: dict
+) -> None:
+    page = desktop
+    features = client.get("/inventory").json()["features"]
+    assert len(features) >= 3
+    page.goto("/")
+    page.get_by_role("link", name="Sign inventory").click()
+    expect(page).to_have_url(re.compile("#/inventory$"))
+    expect(page.locator("#inventory")).to_be_visible()
+    expect(page.locator("#inventory-status")).to_have_text(f"{len(features)} located signs")
+
+    points = page.locator("#inventory-map .map-point")
+    expect(points).to_have_count(len(features))
+    assert page.locator("#inventory-map").get_attribute("data-projection") == "equirectangular"
+    expect(page.locator("#inventory-map image")).to_have_count(0)  # no tile server: no tiles, no request
+    rows = page.locator("#inventory-table tbody tr")
+    expect(rows).to_have_count(len(features))
+    for i, feature in enumerate(features):
+        props, (lon, lat) = feature["properties"], feature["geometry"]["coordinates"]
+        point = points.nth(i)
+        assert float(point.get_attribute("data-lon")) == lon and float(point.get_attribute("data-lat")) == lat
+        assert props["class_name"] in point.locator("title").text_content()
+        row = rows.nth(i)
+        expect(row.locator(".inv-class")).to_have_text(props["class_name"])
+        expect(row.locator(".inv-text")).to_have_text(props["text"] or "—")
+        expect(row.locator(".inv-sightings")).to_have_text(str(props["sightings"]))
+        expect(row.locator("time")).to_have_attribute("datetime", props["last_seen"])
+        expect(row.locator(".inv-where")).to_have_text(f"{lat:.5f}, {lon:.5f}")
+
+    # Placed as on a map: east is right, north is up, and 120 m is the same length either way.
+    ours = _ours(_drawn_points(page))
+    east = ours["east"]["x"] - ours["origin"]["x"]
+    north = ours["origin"]["y"] - ours["north"]["y"]
+    assert east > 20 and north > 20, ours
+    assert ours["east"]["y"] == pytest.approx(ours["origin"]["y"], abs=1.0), ours
+    assert ours["north"]["x"] == pytest.approx(ours["origin"]["x"], abs=1.0), ours
+    assert north == pytest.approx(east, rel=0.02), ours
+    # The scale bar says as much: its length over its metres is the points' pixels a metre.
+    scale = page.locator("#inventory-map .map-scale")
+    metres, svg_px = float(scale.get_attribute("data-metres")), float(scale.get_attribute("data-px"))
+    ratio = page.evaluate("document.querySelector('#inventory-map').getBoundingClientRect().width / 640")
+    assert svg_px * ratio / metres == pytest.approx(east / 120, rel=0.02)
+    label = f"{metres / 1000:g} km" if metres >= 1000 else f"{metres:g} m"
+    expect(scale.locator("text")).to_have_text(label)
+
+    # Hovering a point lights up its row.
+    points.nth(0).hover()
+    expect(rows.nth(0)).to_have_class(re.compile("hl"))
+
+    # The CSV link downloads what GET /inventory.csv gives: a row per sign.
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download CSV").click()
+    assert download.value.suggested_filename == "inventory.csv"
+    csv_text = Path(download.value.path()).read_text()
+    assert csv_text == client.get("/inventory.csv").text
+    assert len(csv_text.strip().splitlines()) == len(features) + 1
+
+    # Back to the photos: the inventory hides.
+    page.get_by_role("link", name="Back to the photos").click()
+    expect(page.locator("#inventory")).to_be_hidden()
+
+
+def test_the_inventory_fits_a_phone(phone: Page, client: httpx.Client, geotagged: dict) -> None:
+    page = phone
+    features = client.get("/inventory").json()["features"]
+    page.goto("/#/inventory")
+    expect(page.locator("#inventory-map .map-point")).to_have_count(len(features))
+    expect(page.locator("#inventory-table tbody tr")).to_have_count(len(features))
+    width = page.evaluate("document.documentElement.clientWidth")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    # The map and the table's box stay on the screen; a wide table scrolls inside its box.
+    for selector in ("#inventory-map", ".inventory-table-wrap", "#inventory .section-head"):
+        box = page.locator(selector).bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width + 0.5, (selector, box)
+
+
+class TileServer(ThreadingHTTPServer):
+    """A stand-in tile server on another origin: a 256 px PNG for any /tiles/{z}/{x}/{y}.png, each path noted."""
+
+    def __init__(self) -> None:
+        png = io.BytesIO()
+        Image.new("RGB", (256, 256), (200, 220, 200)).save(png, format="PNG")
+        self.png, self.paths = png.getvalue(), []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                server.paths.append(self.path)
+                ok = re.fullmatch(r"/tiles/\d+/\d+/\d+\.png", self.path)
+                self.send_response(200 if ok else 404)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", str(len(server.png) if ok else 0))
+                self.end_headers()
+                if ok:
+                    self.wfile.write(server.png)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+def test_a_configured_tile_server_is_drawn_under_the_points(
+    browser: Browser, stack: Stack, client: httpx.Client, geotagged: dict
+) -> None:
+    tiles = TileServer()
+    threading.Thread(target=tiles.serve_forever, daemon=True).start()
+    origin = f"http://127.0.0.1:{tiles.server_address[1]}"
+    template = f"{origin}/tiles/{{z}}/{{x}}/{{y}}.png"
+    features = client.get("/inventory").json()["features"]
+    try:
+        with extra_gateway(
+            stack, ROADSIGNS_MAP_TILE_URL=template, ROADSIGNS_MAP_TILE_ATTRIBUTION="Tiles: the test's own"
+        ) as (base, _):
+            # The tile server's origin is allowed for images, and only for images; the stack's own
+            # gateway (no tile URL) sends the policy it always did.
+            csp = httpx.get(f"{base}/").headers["content-security-policy"]
+            assert f"img-src 'self' data: blob: {origin};" in csp and csp.count(origin) == 1, csp
+            assert origin not in client.get("/").headers["content-security-policy"]
+            assert httpx.get(f"{base}/page-config").json()["map_tile_url"] == template
+            assert client.get("/page-config").json() == {"map_tile_url": None, "map_tile_attribution": ""}
+
+            page, errors, requests = open_page(browser, base, viewport=DESKTOP)
+            page.goto("/#/inventory")
+            points = page.locator("#inventory-map .map-point")
+            expect(points).to_have_count(len(features))
+            assert page.locator("#inventory-map").get_attribute("data-projection") == "web-mercator"
+            images = page.locator("#inventory-map .map-tiles image.map-tile")
+            expect(images.first).to_be_attached()
+            drawn = page.evaluate(
+                """() => [...document.querySelectorAll('#inventory-map .map-tile')].map(i => {
+                    const r = i.getBoundingClientRect();
+                    return { href: i.getAttribute('href'), z: Number(i.dataset.z), x: Number(i.dataset.x),
+                             y: Number(i.dataset.y), left: r.x, top: r.y, size: r.width, height: r.height };
+                })"""
+            )
+            hrefs = {t["href"] for t in drawn}
+            assert hrefs == {template.format(z=t["z"], x=t["x"], y=t["y"]) for t in drawn}
+            # Every tile was fetched from the tile server, and nothing else was asked of it.
+            wait_until(lambda: {origin + p for p in tiles.paths} >= hrefs, 20, "the tiles to be fetched")
+            assert {origin + p for p in tiles.paths} == hrefs
+            assert {u for u in requests if u.startswith(origin)} == hrefs
+            assert not [u for u in requests if not u.startswith((base, origin, "data:", "blob:"))]
+            # Each point sits where its position falls on its tile (Web Mercator, as XYZ tiles are cut).
+            for name, point in _ours(_drawn_points(page)).items():
+                z = drawn[0]["z"]
+                n = 2**z
+                phi = math.radians(point["lat"])
+                fx = (point["lon"] + 180) / 360 * n
+                fy = (1 - math.log(math.tan(phi) + 1 / math.cos(phi)) / math.pi) / 2 * n
+                tile = next(t for t in drawn if (t["x"], t["y"]) == (math.floor(fx), math.floor(fy)))
+                assert tile["size"] == pytest.approx(tile["height"]) and tile["size"] > 100
+                assert point["x"] == pytest.approx(tile["left"] + (fx % 1) * tile["size"], abs=1.0), name
+                assert point["y"] == pytest.approx(tile["top"] + (fy % 1) * tile["size"], abs=1.0), name
+            # Points above tiles, the attribution shown, and no policy broken.
+            assert page.evaluate(
+                "() => document.querySelector('.map-tiles').compareDocumentPosition("
+                "document.querySelector('.map-points')) & Node.DOCUMENT_POSITION_FOLLOWING"
+            )
+            expect(page.locator("#inventory-caption")).to_contain_text("Map: Tiles: the test's own")
+            assert page.evaluate("window.__csp") == []
+            page.context.close()
+            assert not errors, errors
+    finally:
+        tiles.shutdown()
+        tiles.server_close()

@@ -6,6 +6,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -119,6 +120,11 @@ class Settings(BaseSettings):
     # connection opening or the previous response (roadsigns.gateway.protocol).
     header_timeout_s: float = Field(10.0, gt=0)
     cors_origins: list[str] = Field(default_factory=list)
+    # The web page's inventory map: a tile URL template with {z}, {x} and {y} (XYZ, Web Mercator,
+    # 256 px tiles), e.g. "https://tile.example.org/{z}/{x}/{y}.png", drawn under the points; its
+    # origin is added to the page's img-src. Unset: the map is a plain plot, and makes no request.
+    map_tile_url: str | None = None
+    map_tile_attribution: str = ""  # shown under the map, e.g. "© OpenStreetMap contributors"
     # Serve /metrics on this port (workers, and the gateway, whose API port then has no /metrics:
     # it is not public). Unset: workers serve none, the gateway serves it on its API port.
     metrics_port: int | None = None
@@ -137,6 +143,23 @@ class Settings(BaseSettings):
     video_max_upload_bytes: int = Field(200 * 1024 * 1024, gt=0)
     video_max_duration_s: float = Field(600.0, gt=0)
     video_max_frames: int = Field(600, gt=0)  # 2 min at 5 fps: about 3 min of CPU, within the task time limit
+
+    @field_validator("map_tile_url")
+    @classmethod
+    def _check_tile_url(cls, value: str | None) -> str | None:
+        """An http(s) URL with a literal host (it becomes a CSP source) and {z}, {x} and {y} in its path."""
+        if not value or not value.strip():
+            return None
+        value = value.strip()
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or any(c in parts.netloc for c in "{}*;,@ '\""):
+            raise ValueError(
+                "map_tile_url must be an http(s) URL with a literal host: https://tile.example.org/{z}/{x}/{y}.png"
+            )
+        missing = [p for p in ("{z}", "{x}", "{y}") if p not in value]
+        if missing:
+            raise ValueError(f"map_tile_url lacks {', '.join(missing)}")
+        return value
 
     @field_validator("api_keys", "webhook_secrets", mode="before")
     @classmethod

@@ -7,6 +7,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
+from urllib.parse import urlsplit
 
 from anyio import to_thread
 from fastapi import FastAPI, Request
@@ -50,6 +51,12 @@ def _validation_message(exc: RequestValidationError) -> str:
         else:
             parts.append(f"{field}: {err.get('msg')}")
     return "; ".join(parts)
+
+
+def tile_origin(url: str) -> str:
+    """The scheme and host of a map tile URL template: the source the page's CSP adds to img-src."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 def metrics_registry() -> CollectorRegistry:
@@ -151,7 +158,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_upload_bytes=settings.max_upload_bytes,
         max_video_bytes=settings.video_max_upload_bytes,
     )
-    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(
+        SecurityHeadersMiddleware, img_origins=[tile_origin(settings.map_tile_url)] if settings.map_tile_url else []
+    )
 
     @app.exception_handler(UploadRejected)
     async def _rejected(_: Request, exc: UploadRejected) -> JSONResponse:
@@ -182,5 +191,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(str(STATIC.joinpath("index.html")))
+
+    # What the page needs to know of the server's settings (static/inventory.js): public, no key.
+    page_config = {"map_tile_url": settings.map_tile_url, "map_tile_attribution": settings.map_tile_attribution}
+
+    @app.get("/page-config", include_in_schema=False)
+    def get_page_config() -> JSONResponse:
+        return JSONResponse(page_config)
 
     return app

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -92,13 +94,19 @@ class BodyLimitMiddleware:
             await JSONResponse({"detail": exc.detail}, status_code=413, headers=exc.headers)(scope, receive, send)
 
 
-# The page and everything else: scripts, styles and images from this origin only, no inline
-# script, never framed. /docs and /redoc (Swagger UI and ReDoc load from a CDN with inline
-# script) get only the framing rule.
-_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
+# The page and everything else: scripts, styles and images from this origin only (and the
+# inventory map's tile server, when ROADSIGNS_MAP_TILE_URL names one), no inline script, never
+# framed. /docs and /redoc (Swagger UI and ReDoc load from a CDN with inline script) get only the
+# framing rule.
+def content_security_policy(img_origins: Sequence[str] = ()) -> str:
+    images = " ".join(["'self'", "data:", "blob:", *img_origins])
+    return (
+        f"default-src 'self'; script-src 'self'; style-src 'self'; img-src {images}; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+
+
+_CSP = content_security_policy()
 _DOCS_CSP = "frame-ancestors 'none'"
 _COMMON = [
     (b"x-content-type-options", b"nosniff"),
@@ -108,15 +116,18 @@ _COMMON = [
 
 
 class SecurityHeadersMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    """`img_origins`: origins the page may load images from besides its own (the map's tile server)."""
+
+    def __init__(self, app: ASGIApp, img_origins: Sequence[str] = ()) -> None:
         self.app = app
+        self.csp = content_security_policy(img_origins) if img_origins else _CSP
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "")
-        csp = _DOCS_CSP if path.startswith(("/docs", "/redoc")) else _CSP
+        csp = _DOCS_CSP if path.startswith(("/docs", "/redoc")) else self.csp
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

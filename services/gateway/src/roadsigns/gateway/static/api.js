@@ -70,8 +70,20 @@ async function getJson(url, init = {}) {
   return JSON.parse(text);
 }
 
+/** GET a file (the inventory's CSV) with the page's key, as a Blob to save. */
+async function getBlob(url) {
+  let response;
+  try {
+    response = await fetch(url, { headers: { ...headers(), Accept: "*/*" }, cache: "no-store" });
+  } catch {
+    throw new ApiError(0, "the server cannot be reached");
+  }
+  if (!response.ok) throw new ApiError(response.status, detailOf(response.status, await response.text()));
+  return response.blob();
+}
+
 /**
- * POST /jobs with one file; resolves to the new job (status queued). XHR for upload progress.
+ * POST /jobs with one file, a photo or a video; resolves to the new job (status queued). XHR for upload progress.
  * Retrying with the same idempotencyKey after a dropped connection cannot make a second job.
  */
 export function submitPhoto(file, idempotencyKey, onProgress) {
@@ -116,3 +128,11 @@ export const postReview = (id, decision) =>
     headers: { ...headers(), "Content-Type": "application/json" },
     body: JSON.stringify(decision),
   });
+
+// The sign inventory (GET /inventory: GeoJSON points; /inventory.csv) and the page's settings
+// from the gateway (GET /page-config: the map's tile URL, if any; public, no key needed).
+export const getInventory = () => getJson("/inventory");
+
+export const getInventoryCsv = () => getBlob("/inventory.csv");
+
+export const getPageConfig = () => getJson("/page-config");

@@ -1,4 +1,5 @@
-// The roadsigns page: upload photos, follow each job until done, draw the signs found,
+// The roadsigns page: upload photos and videos, follow each job until done (a video with a
+// progress bar over its frames), draw the signs found (a video's tracks, with a timeline),
 // and reopen past jobs by URL (#/jobs/<id>). Talks to the gateway only through api.js.
 // Every value from the API reaches the DOM through textContent or attributes, never HTML.
 
@@ -44,6 +45,7 @@ let nextCardNumber = 0;
 // ---------- small formatting helpers ----------
 
 const percent = (x) => `${Math.round(x * 100)}%`;
+const seconds = (s) => `${s.toFixed(1)} s`;
 const duration = (ms) => (ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(ms < 10000 ? 2 : 1)} s`);
 const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 const jobTitle = (job) => job.filename || `Job ${job.id.slice(0, 8)}`;
@@ -86,6 +88,7 @@ function createCard(title) {
     statusLine: $(".job-status", li),
     error: $(".job-error", li),
     result: $(".job-result", li),
+    progress: $(".job-progress", li),
   };
   card.title.id = titleId;
   card.title.textContent = title;
@@ -157,9 +160,16 @@ function follow(card, job) {
 
 function applyJob(card, job) {
   if (card.closed) return;
+  card.li.dataset.kind = job.kind || "photo";
+  showProgress(card, job);
   if (job.status === "done") {
-    setStatus(card, "done", `${plural(job.signs.length, "sign")} found`);
-    renderResult(card, job);
+    if (job.kind === "video") {
+      setStatus(card, "done", `${plural(job.tracks.length, "sign")} tracked`);
+      renderVideo(card, job);
+    } else {
+      setStatus(card, "done", `${plural(job.signs.length, "sign")} found`);
+      renderResult(card, job);
+    }
     refreshHistorySoon();
   } else if (job.status === "failed") {
     setStatus(card, "failed");
@@ -170,6 +180,29 @@ function applyJob(card, job) {
     setStatus(card, job.status, waited >= 2 ? `${waited} s so far` : "");
     schedulePoll(card);
   }
+}
+
+/** A running video's frames analysed so far, as a bar; gone once the job has finished. */
+function showProgress(card, job) {
+  const progress = job.progress;
+  const box = card.progress;
+  if (!progress || job.status === "done" || job.status === "failed") {
+    box.hidden = true;
+    return;
+  }
+  const total = Math.max(progress.frames_total, progress.frames_done);
+  // Frames only move forward: a stale answer never moves the bar back.
+  const done = Math.max(progress.frames_done, Number(box.dataset.done || 0));
+  const bar = $(".progress-bar", box);
+  bar.max = Math.max(total, 1);
+  bar.value = done;
+  bar.setAttribute("aria-label", `Frames analysed of ${jobTitle(job)}`);
+  box.dataset.done = done;
+  box.dataset.total = total;
+  $(".progress-text", box).textContent = total
+    ? `${done} of ${plural(total, "frame")} analysed (${percent(done / total)})`
+    : "Counting the frames";
+  box.hidden = false;
 }
 
 function schedulePoll(card) {
@@ -256,16 +289,20 @@ function renderResult(card, job) {
   if (!job.signs.length) list.append(el("li", { class: "empty" }, "None."));
   linkHighlights(card.li);
 
+  renderTimingsAndVersions(card, job);
+
+  card.result.hidden = false;
+  new ResizeObserver(() => placeLabels(frame)).observe(frame);
+  photo.addEventListener("load", () => placeLabels(frame));
+}
+
+function renderTimingsAndVersions(card, job) {
   renderTimings($(".timings", card.li), job.timings_ms || {});
   const versions = $(".versions-list", card.li);
   for (const [name, version] of Object.entries(job.model_versions || {})) {
     versions.append(el("div", {}, el("dt", {}, name), el("dd", {}, version)));
   }
   $(".versions", card.li).hidden = !versions.children.length;
-
-  card.result.hidden = false;
-  new ResizeObserver(() => placeLabels(frame)).observe(frame);
-  photo.addEventListener("load", () => placeLabels(frame));
 }
 
 /** The sign's name; "(read)" where its number named it, not the classifier ("speed limit 40 (read)"). */
@@ -323,12 +360,112 @@ function signItem(sign, i) {
   );
 }
 
-/** Hovering or focusing a sign in the list lights up its box, and the other way round. */
+// ---------- drawing a finished video ----------
+
+function renderVideo(card, job) {
+  if (card.rendered) return;
+  card.rendered = true;
+  const tracks = job.tracks || [];
+  $(".photo", card.li).hidden = true;
+  $(".video", card.li).hidden = false;
+  $(".signs-title", card.li).textContent = "Signs tracked";
+  $(".video-summary", card.li).textContent =
+    `${seconds(job.duration_s)} of video, ${plural(job.frames_analysed, "frame")} analysed: ` +
+    (tracks.length ? `${plural(tracks.length, "sign")} tracked, numbered as in the list.` : "no sign was tracked.");
+  renderTimeline($(".timeline", card.li), tracks, job.duration_s);
+
+  const list = $(".signs", card.li);
+  tracks.forEach((track, i) => list.append(trackItem(track, i)));
+  if (!tracks.length) list.append(el("li", { class: "empty" }, "None."));
+  linkHighlights(card.li);
+
+  renderTimingsAndVersions(card, job);
+  card.result.hidden = false;
+}
+
+/** Seconds between the axis' ticks: about 4 to 8 over the video. */
+function tickStep(total) {
+  return [0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600].find((step) => total / step <= 8) || 600;
+}
+
+/** A row per track over the video's length: a bar from first to last seen, a mark at its best frame. */
+function renderTimeline(root, tracks, total) {
+  const rows = $(".timeline-rows", root);
+  const axis = $(".timeline-axis", root);
+  const span = Math.max(total, 1e-6);
+  const fraction = (s) => Math.min(Math.max(s, 0), span) / span;
+  const at = (s) => `${100 * fraction(s)}%`;
+  tracks.forEach((track, i) => {
+    const name = track.text ? `${track.class_name} “${track.text}”` : track.class_name;
+    const bar = el("span", {
+      class: `tl-bar cat-${track.category}`,
+      "data-first": track.first_seen_s,
+      "data-last": track.last_seen_s,
+      style: {
+        left: at(track.first_seen_s),
+        width: `${100 * (fraction(track.last_seen_s) - fraction(track.first_seen_s))}%`,
+      },
+    });
+    const best = el("span", { class: "tl-best", "data-best": track.best_frame_s, style: { left: at(track.best_frame_s) } });
+    rows.append(
+      el(
+        "li",
+        {
+          class: "tl-row",
+          "data-index": i,
+          "aria-label":
+            `Sign ${i + 1}, ${name}: seen from ${seconds(track.first_seen_s)} to ${seconds(track.last_seen_s)}, ` +
+            `sharpest at ${seconds(track.best_frame_s)}`,
+        },
+        el("span", { class: "sign-n", "aria-hidden": "true" }, String(i + 1)),
+        el("span", { class: "tl-lane", "aria-hidden": "true" }, bar, best),
+      ),
+    );
+  });
+  const step = tickStep(span);
+  for (let t = 0; t <= span + 1e-9; t += step) {
+    axis.append(el("span", { class: "tl-tick", style: { left: at(t) } }, `${Number(t.toFixed(1))} s`));
+  }
+}
+
+function trackItem(track, i) {
+  const reading = track.text
+    ? el("p", { class: "sign-text" }, "Text read: ", el("q", {}, track.text))
+    : el("p", { class: "sign-text none" }, "No text read");
+  return el(
+    "li",
+    { class: "sign vtrack", tabindex: 0, "data-index": i, "data-class-id": track.class_id, "data-track-id": track.track_id },
+    track.crop_url
+      ? el("img", { class: "crop", src: track.crop_url, alt: `Crop of sign ${i + 1}`, width: 64, height: 64 })
+      : el("span", { class: "crop none" }, "no crop"),
+    el(
+      "div",
+      { class: "sign-body" },
+      el("p", { class: "sign-name" }, el("span", { class: "sign-n" }, String(i + 1)), track.class_name),
+      el(
+        "p",
+        { class: "sign-meta" },
+        el("span", { class: `cat cat-${track.category}` }, track.category),
+        ` ${track.class_id === null || track.class_id === undefined ? "none of the 43 classes" : `class ${track.class_id}`}`,
+        ` · ${percent(track.confidence)} sure`,
+      ),
+      reading,
+      el(
+        "p",
+        { class: "sign-seen" },
+        `Seen ${seconds(track.first_seen_s)} – ${seconds(track.last_seen_s)} · ${plural(track.frames, "frame")}` +
+          ` · sharpest at ${seconds(track.best_frame_s)}`,
+      ),
+    ),
+  );
+}
+
+/** Hovering or focusing a sign in the list lights up its box (or timeline row), and the other way round. */
 function linkHighlights(root) {
   const set = (index, on) => {
     for (const node of root.querySelectorAll(`[data-index="${index}"]`)) node.classList.toggle("hl", on);
   };
-  for (const node of root.querySelectorAll(".sign, .box")) {
+  for (const node of root.querySelectorAll(".sign, .box, .tl-row")) {
     const index = node.dataset.index;
     node.addEventListener("mouseenter", () => set(index, true));
     node.addEventListener("mouseleave", () => set(index, false));
@@ -552,6 +689,7 @@ function historyItem(job) {
       "a",
       { href: jobHref(job.id), class: "history-link" },
       el("span", { class: "history-name" }, jobTitle(job)),
+      job.kind === "video" ? el("span", { class: "badge badge-video" }, "video") : null,
       el("span", { class: `badge badge-${job.status}` }, job.status),
       el("time", { datetime: job.created_at, title: new Date(job.created_at).toLocaleString() }, since(job.created_at)),
     ),
