@@ -3,11 +3,14 @@ encodes from real photos (a slow zoom towards the signs, as a car drives up to t
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import cv2
@@ -291,3 +294,110 @@ def test_a_video_split_across_two_detector_workers_gives_the_tracks_of_one_proce
         assert {k: split[k] for k in same} == {k: whole[k] for k in same}
         assert split["bbox"] == pytest.approx(whole["bbox"], abs=0.2)  # boxes are rounded to 0.1 px
         assert split["confidence"] == pytest.approx(whole["confidence"], abs=1e-3)
+
+
+# --- Geolocation: a video's GPX track places each of its tracks (roadsigns.shared.gpxtrack).
+
+GPX_T0 = "2026-05-02T09:00:00Z"
+# (seconds after GPX_T0, lat, lon): a drive in Vienna, far from the photos of tests/test_inventory.py.
+GPX_POINTS = [(0.0, 48.2, 16.37), (1.5, 48.2003, 16.3702), (3.0, 48.2004, 16.3708)]
+GPX_OFFSET_S = 0.5  # the video starts half a second into the track
+
+
+def gpx_track(points: list[tuple[float, float, float]] = GPX_POINTS) -> bytes:
+    t0 = datetime.fromisoformat(GPX_T0)
+    body = "".join(
+        f'<trkpt lat="{lat}" lon="{lon}"><time>{(t0 + timedelta(seconds=t)).isoformat().replace("+00:00", "Z")}'
+        "</time></trkpt>"
+        for t, lat, lon in points
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><gpx version="1.1" creator="roadsigns tests" '
+        f'xmlns="http://www.topografix.com/GPX/1/1"><trk><trkseg>{body}</trkseg></trk></gpx>'
+    ).encode()
+
+
+def expected_position(video_s: float, offset_s: float = GPX_OFFSET_S) -> tuple[float, float]:
+    """Where GPX_POINTS put the camera `video_s` seconds into the video: between the two points around it."""
+    t = video_s + offset_s
+    (t0, lat0, lon0), (t1, lat1, lon1) = next(
+        (a, b) for a, b in zip(GPX_POINTS, GPX_POINTS[1:], strict=False) if a[0] <= t <= b[0]
+    )
+    f = (t - t0) / (t1 - t0)
+    return lat0 + f * (lat1 - lat0), lon0 + f * (lon1 - lon0)
+
+
+def test_a_video_with_a_gpx_track_gets_located_tracks_and_inventory_signs(client: httpx.Client, tmp_path: Path) -> None:
+    video = write_video(tmp_path / "drive.mp4", PHOTOS / "00224.jpg", seconds=2.0)
+    files = {"file": ("drive.mp4", video.read_bytes(), "video/mp4"), "gpx": ("drive.gpx", gpx_track())}
+    r = client.post("/jobs", files=files, data={"fps": "5", "gpx_offset_s": str(GPX_OFFSET_S)})
+    assert r.status_code == 202, r.text
+    job = wait_for_job(client, r.json()["id"])
+    assert job["status"] == "done", job
+    assert sorted(t["class_id"] for t in job["tracks"]) == [1, 9, 28]
+    for track in job["tracks"]:
+        lat, lon = expected_position(track["best_frame_s"])
+        where = track["location"]
+        assert where is not None, track
+        assert where["lat"] == pytest.approx(lat, abs=1e-6) and where["lon"] == pytest.approx(lon, abs=1e-6), track
+        assert where["altitude_m"] is None and 0 <= where["heading_deg"] < 90  # north-east, as the track goes
+    # The inventory: each track one sign (three classes) at its best frame's position, this job its source.
+    box = "16.369,48.199,16.372,48.201"
+    features = client.get("/inventory", params={"bbox": box}).json()["features"]
+    want = sorted(
+        (t["class_id"], round(t["location"]["lon"], 7), round(t["location"]["lat"], 7)) for t in job["tracks"]
+    )
+    assert sorted((f["properties"]["class_id"], *f["geometry"]["coordinates"]) for f in features) == want
+    assert all(f["properties"]["job_ids"] == [job["id"]] for f in features)
+    best = {t["class_id"]: t["best_frame_s"] for t in job["tracks"]}
+    for f in features:  # seen at the GPS time of its best frame
+        seen = datetime.fromisoformat(f["properties"]["first_seen"]) - datetime.fromisoformat(GPX_T0)
+        assert seen.total_seconds() == pytest.approx(GPX_OFFSET_S + best[f["properties"]["class_id"]], abs=1e-3)
+    rows = list(csv.DictReader(io.StringIO(client.get("/inventory.csv", params={"bbox": box}).text)))
+    assert sorted(int(row["class_id"]) for row in rows) == [1, 9, 28]
+
+
+def test_a_bad_gpx_track_gets_a_4xx_and_no_job(client: httpx.Client, tmp_path: Path) -> None:
+    video = write_video(tmp_path / "drive.mp4", PHOTOS / "00224.jpg", seconds=1.0).read_bytes()
+    before = client.get("/jobs", params={"limit": 1}).json()["total"]
+    untimed = gpx_track().replace(b"<time>", b"<!--").replace(b"</time>", b"-->")
+    refusals = [
+        ({"file": ("d.mp4", video), "gpx": ("d.gpx", b"<gpx><trk>")}, {}, 422, "could not be parsed"),
+        ({"file": ("d.mp4", video), "gpx": ("d.gpx", untimed)}, {}, 422, "no <time>"),
+        ({"file": ("d.mp4", video), "gpx": ("d.gpx", gpx_track(GPX_POINTS[:1]))}, {}, 422, "fewer than 2"),
+        ({"file": ("d.mp4", video), "gpx": ("d.gpx", gpx_track())}, {"gpx_offset_s": "60"}, 422, "does not cover"),
+        ({"file": ("p.jpg", (PHOTOS / "00224.jpg").read_bytes()), "gpx": ("d.gpx", gpx_track())}, {}, 422, "video"),
+    ]
+    for files, form, status, reason in refusals:
+        r = client.post("/jobs", files=files, data=form)
+        assert r.status_code == status and reason in r.json()["detail"], r.text
+    assert client.get("/jobs", params={"limit": 1}).json()["total"] == before
+
+
+def test_cli_places_a_videos_tracks_with_its_gpx_track(tmp_path: Path) -> None:
+    video = write_video(tmp_path / "drive.webm", PHOTOS / "00330.jpg", seconds=1.0, fps=5, fourcc="VP80")
+    (tmp_path / "drive.gpx").write_bytes(gpx_track())
+    args = [ROADSIGNS, "analyze", str(video), "--gpx", str(tmp_path / "drive.gpx"), "--quiet"]
+    out = subprocess.run([*args, "--gpx-offset-s", str(GPX_OFFSET_S)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    (clip,) = json.loads(out.stdout)
+    (track,) = clip["tracks"]
+    lat, lon = expected_position(track["best_frame_s"])
+    assert track["location"]["lat"] == pytest.approx(lat, abs=1e-6)
+    assert track["location"]["lon"] == pytest.approx(lon, abs=1e-6)
+    refused = subprocess.run([*args, "--gpx-offset-s", "30"], capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "does not cover the video" in refused.stderr, refused.stderr
+    # `roadsigns inventory` takes the video with the GPX beside it (drive.webm, drive.gpx): no offset there.
+    (tmp_path / "other.webm").write_bytes(video.read_bytes())  # no GPX beside it: skipped
+    out = subprocess.run(
+        [ROADSIGNS, "inventory", str(tmp_path), "--quiet"], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    (sign,) = json.loads(out.stdout)["features"]
+    lat, lon = expected_position(track["best_frame_s"], offset_s=0.0)
+    assert sign["geometry"]["coordinates"] == [pytest.approx(lon, abs=1e-6), pytest.approx(lat, abs=1e-6)]
+    assert sign["properties"]["class_id"] == track["class_id"] and sign["properties"]["files"] == [str(video)]
+    assert sign["properties"]["first_seen"] == (
+        datetime.fromisoformat(GPX_T0) + timedelta(seconds=track["best_frame_s"])
+    ).isoformat().replace("+00:00", "Z")
+    assert "1 videos without a GPX track skipped" in out.stderr, out.stderr

@@ -49,19 +49,34 @@ def client_kwargs(base_url: str, api_key: str | None, timeout: float) -> dict[st
     return {"base_url": base_url.rstrip("/"), "headers": headers, "timeout": timeout}
 
 
+def _read(upload: Upload, filename: str | None, default: str) -> tuple[bytes, str]:
+    if isinstance(upload, bytes):
+        return upload, filename or default
+    path = Path(upload)
+    return path.read_bytes(), filename or path.name
+
+
 def upload_parts(
-    upload: Upload, callback_url: str | None, idempotency_key: str | None, filename: str | None
+    upload: Upload,
+    callback_url: str | None,
+    idempotency_key: str | None,
+    filename: str | None,
+    gpx: Upload | None = None,
+    gpx_offset_s: float | None = None,
 ) -> dict[str, Any]:
     """The multipart body and headers of `POST /jobs`. Without an idempotency key one is made,
     so the SDK's own retries after a 503 can never create the job twice."""
-    if isinstance(upload, bytes):
-        data, name = upload, filename or "upload"
-    else:
-        path = Path(upload)
-        data, name = path.read_bytes(), filename or path.name
+    data, name = _read(upload, filename, "upload")
+    files = {"file": (name, data, "application/octet-stream")}
+    if gpx is not None:
+        track, track_name = _read(gpx, None, "track.gpx")
+        files["gpx"] = (track_name, track, "application/gpx+xml")
+    form = {"callback_url": callback_url} if callback_url else {}
+    if gpx_offset_s is not None:
+        form["gpx_offset_s"] = repr(float(gpx_offset_s))
     return {
-        "files": {"file": (name, data, "application/octet-stream")},
-        "data": {"callback_url": callback_url} if callback_url else None,
+        "files": files,
+        "data": form or None,
         "headers": {"Idempotency-Key": idempotency_key or uuid.uuid4().hex},
     }
 

@@ -64,8 +64,13 @@ class AsyncClient:
         callback_url: str | None = None,
         idempotency_key: str | None = None,
         filename: str | None = None,
+        gpx: Upload | None = None,
+        gpx_offset_s: float | None = None,
     ) -> Job:
-        parts = await asyncio.to_thread(upload_parts, upload, callback_url, idempotency_key, filename)
+        """As Client.submit."""
+        parts = await asyncio.to_thread(
+            upload_parts, upload, callback_url, idempotency_key, filename, gpx, gpx_offset_s
+        )
         return Job.model_validate_json((await self._request("POST", "/jobs", **parts)).content)
 
     async def get_job(self, job_id: str) -> Job:

@@ -63,9 +63,14 @@ class Client:
         callback_url: str | None = None,
         idempotency_key: str | None = None,
         filename: str | None = None,
+        gpx: Upload | None = None,
+        gpx_offset_s: float | None = None,
     ) -> Job:
-        """Send a photo (a path or its bytes); the job comes back queued."""
-        response = self._request("POST", "/jobs", **upload_parts(upload, callback_url, idempotency_key, filename))
+        """Send a photo or a video (a path or its bytes); the job comes back queued. `gpx`: a
+        video's GPX track (a path or its bytes), `gpx_offset_s` how many seconds into it the video
+        starts (default 0): each of the video's tracks then has a `location`."""
+        parts = upload_parts(upload, callback_url, idempotency_key, filename, gpx, gpx_offset_s)
+        response = self._request("POST", "/jobs", **parts)
         return Job.model_validate_json(response.content)
 
     def get_job(self, job_id: str) -> Job:

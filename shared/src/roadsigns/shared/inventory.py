@@ -1,8 +1,9 @@
-"""The sign inventory: sightings of signs (a sign found in a located photo) merged into physical
-signs, as GeoJSON or CSV. Pure: no database, no I/O; the gateway's `GET /inventory` and the
-CLI's `roadsigns inventory` both call `merge`.
+"""The sign inventory: sightings of signs (a sign found in a located photo, or a video's track
+placed by the video's GPX track) merged into physical signs, as GeoJSON or CSV. Pure: no
+database, no I/O; the gateway's `GET /inventory` and the CLI's `roadsigns inventory` both call `merge`.
 
-A sighting's position is the camera's (the photo's EXIF GPS), not the sign's: a sign is seen
+A sighting's position is the camera's (the photo's EXIF GPS; for a video track, the GPX
+position at its best frame, roadsigns.shared.gpxtrack), not the sign's: a sign is seen
 from a few metres to a few tens of metres away, and consumer GPS wanders by about 5 m. So
 sightings of the same sign (same class, same class name, same text) within `within_m` metres
 (`ROADSIGNS_INVENTORY_MERGE_M`, 15 m) are one physical sign, placed at their mean.
@@ -22,7 +23,8 @@ or starts a new one. Why this and not another clustering:
   two identical signs stand within about `within_m` of each other.
 - A photo counts once per sign: a sign takes at most one sighting of each source (job or
   file). Two identical signs in one photo (one each side of the road) stay two signs, and the
-  next photo's two sightings go one to each.
+  next photo's two sightings go one to each. A video is one source too: its tracks are already
+  one per physical sign (roadsigns.detector.video), so two of one kind stay two signs.
 
 A sign's `sightings` is how many detections were merged into it; `first_seen`/`last_seen` the
 oldest and newest of their times; `sources` the jobs (or files) that saw it, oldest first.
@@ -53,7 +55,7 @@ def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 @dataclass(frozen=True)
 class Sighting:
-    """One sign in one located photo."""
+    """One sign in one located photo, or one located track of a video."""
 
     lat: float
     lon: float

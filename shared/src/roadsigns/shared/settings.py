@@ -143,6 +143,8 @@ class Settings(BaseSettings):
     video_max_upload_bytes: int = Field(200 * 1024 * 1024, gt=0)
     video_max_duration_s: float = Field(600.0, gt=0)
     video_max_frames: int = Field(600, gt=0)  # 2 min at 5 fps: about 3 min of CPU, within the task time limit
+    # POST /jobs refuses (413) a video's GPX track (the `gpx` field, roadsigns.shared.gpxtrack) larger than this.
+    gpx_max_upload_bytes: int = Field(5 * 1024 * 1024, gt=0)
 
     @field_validator("map_tile_url")
     @classmethod

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,7 +14,10 @@ from typing import TYPE_CHECKING, Any
 from roadsigns.shared.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from roadsigns.cli.pipeline import Pipeline
     from roadsigns.sdk.models import Job
+    from roadsigns.shared.gpxtrack import VideoGpx
+    from roadsigns.shared.inventory import Sighting
 
 
 class UsageError(Exception):
@@ -63,6 +67,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.min_track_frames is not None and args.min_track_frames < 1:
         raise UsageError(f"--min-track-frames must be at least 1 (got {args.min_track_frames})")
     images = _images(args.paths, videos=True)
+    gpx = _video_gpx(args, [p for p in images if is_video(p)])
     pipeline = Pipeline(_settings(args), ocr=not args.no_ocr)
     if args.annotate:
         args.annotate.mkdir(parents=True, exist_ok=True)
@@ -80,6 +85,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                 except VideoUnreadable as exc:
                     results.append({"file": str(path), "error": f"video: {exc}"})
                     continue
+            if gpx is not None:  # each track where the GPX track has the camera at its best frame
+                for track in video["tracks"]:
+                    fix = gpx.position(track["best_frame_s"])
+                    track["location"] = fix.location() if fix is not None else None
             results.append({"file": str(path), **video})
             continue
         data = path.read_bytes()
@@ -94,6 +103,29 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
             cv2.imwrite(str(args.annotate / f"{path.stem}.jpg"), annotate(data, analysis.signs))
     return _write_results(results, args.output)
+
+
+def _video_gpx(args: argparse.Namespace, videos: list[Path]) -> VideoGpx | None:
+    """`--gpx` (and `--gpx-offset-s`): the one video's GPX track, aligned to it, or a UsageError."""
+    from roadsigns.detector.video import VideoUnreadable, probe
+    from roadsigns.shared.gpxtrack import GpxRefused, aligned, parse
+
+    if args.gpx is None:
+        if args.gpx_offset_s is not None:
+            raise UsageError("--gpx-offset-s needs --gpx")
+        return None
+    if len(videos) != 1:
+        raise UsageError(f"--gpx is the track of one video: give exactly one video (got {len(videos)})")
+    if args.gpx_offset_s is not None and not math.isfinite(args.gpx_offset_s):
+        raise UsageError("--gpx-offset-s must be a finite number of seconds")
+    try:
+        return aligned(parse(args.gpx.read_bytes()), probe(videos[0]).duration_s, args.gpx_offset_s)
+    except OSError as exc:
+        raise UsageError(f"--gpx {args.gpx}: {exc.strerror or exc}") from None
+    except GpxRefused as exc:
+        raise UsageError(f"--gpx {args.gpx}: {exc}") from None
+    except VideoUnreadable as exc:
+        raise UsageError(f"{videos[0]}: video: {exc}") from None
 
 
 def job_as_analysis(job: Job) -> dict[str, Any]:
@@ -142,26 +174,40 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_inventory(args: argparse.Namespace) -> int:
-    """GeoJSON (or CSV, for an OUTPUT ending .csv) of the physical signs in geotagged photos,
-    merged as GET /inventory merges them; `files` where the API says `job_ids`."""
+    """GeoJSON (or CSV, for an OUTPUT ending .csv) of the physical signs in geotagged photos, and
+    in videos with a GPX track beside them (`drive.mp4` and `drive.gpx`, the video starting at the
+    track's first point), merged as GET /inventory merges them; `files` where the API says `job_ids`."""
     from datetime import UTC, datetime
 
     from tqdm import tqdm
 
     from roadsigns.cli.pipeline import Pipeline, photo_fix
+    from roadsigns.detector.video import is_video
     from roadsigns.shared import inventory
 
-    images = _images(args.paths)
+    found = _images(args.paths, videos=True)
+    images = [p for p in found if not is_video(p)]
+    videos = [p for p in found if is_video(p) and p.with_suffix(".gpx").is_file()]
     settings = _settings(args)
     merge_m = settings.inventory_merge_m if args.merge_m is None else args.merge_m
     if merge_m < 0:
         raise UsageError(f"--merge-m must not be negative (got {merge_m:g})")
     located = [(path, fix) for path in images if (fix := photo_fix(path.read_bytes())) is not None]
-    if not located:
-        raise UsageError(f"none of the {len(images)} photos carries an EXIF GPS position")
+    if not located and not videos:
+        raise UsageError(
+            f"none of the {len(images)} photos carries an EXIF GPS position, and no video has a GPX track beside it"
+        )
     pipeline = Pipeline(settings, ocr=not args.no_ocr)
     sightings: list[inventory.Sighting] = []
     failed = 0
+    for path in videos:
+        try:
+            video_sightings = _video_sightings(pipeline, path)
+        except (ValueError, OSError) as exc:  # an unreadable video or a GPX that cannot place it: say so, keep going
+            print(f"roadsigns: {path}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        sightings += video_sightings
     for path, fix in tqdm(located, desc="inventory", unit="img", file=sys.stderr, disable=args.quiet):
         try:
             analysis = pipeline.analyze(path.read_bytes())
@@ -185,11 +231,29 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     print(
-        f"roadsigns: {len(signs)} signs from {len(sightings)} sightings in {len(located) - failed} located photos"
-        f" ({len(images) - len(located)} without GPS skipped, within {merge_m:g} m merged)",
+        f"roadsigns: {len(signs)} signs from {len(sightings)} sightings in {len(located) + len(videos) - failed}"
+        f" located photos and videos ({len(images) - len(located)} without GPS skipped,"
+        f" {len(found) - len(images) - len(videos)} videos without a GPX track skipped, within {merge_m:g} m merged)",
         file=sys.stderr,
     )
     return 1 if failed else 0
+
+
+def _video_sightings(pipeline: Pipeline, path: Path) -> list[Sighting]:
+    """A video's located tracks as sightings, placed by the GPX track beside it (`<stem>.gpx`)
+    at their best frames; ValueError for an unreadable video or a GPX that cannot place it."""
+    from roadsigns.detector.video import probe
+    from roadsigns.shared.gpxtrack import aligned, parse
+    from roadsigns.shared.inventory import Sighting
+
+    gpx = aligned(parse(path.with_suffix(".gpx").read_bytes()), probe(path).duration_s)
+    video = pipeline.analyze_video(path)
+    out = []
+    for t in video["tracks"]:
+        fix = gpx.position(t["best_frame_s"])
+        if fix is not None and fix.taken_at is not None:
+            out.append(Sighting(fix.lat, fix.lon, t["class_id"], t["class_name"], t["text"], fix.taken_at, str(path)))
+    return out
 
 
 def cmd_eval_detection(args: argparse.Namespace) -> int:
@@ -352,6 +416,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="a video track seen in fewer sampled frames is flicker (default ROADSIGNS_VIDEO_MIN_TRACK_FRAMES, 2)",
     )
+    a.add_argument(
+        "--gpx", type=Path, help="the video's GPX track: each track gets its best frame's position (one video only)"
+    )
+    a.add_argument(
+        "--gpx-offset-s",
+        type=float,
+        help="seconds into the GPX track at which the video starts (default 0: at the track's first point)",
+    )
     common(a)
     a.set_defaults(func=cmd_analyze)
 
@@ -364,7 +436,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_submit)
 
-    i = sub.add_parser("inventory", help="GeoJSON of the signs in geotagged photos (files or folders), one per sign")
+    i = sub.add_parser(
+        "inventory",
+        help="GeoJSON of the signs in geotagged photos and in videos with a GPX track beside them"
+        " (drive.mp4 + drive.gpx; files or folders), one per sign",
+    )
     i.add_argument("paths", nargs="+", type=Path, metavar="PHOTOS_DIR")
     i.add_argument("--output", "-o", type=Path, help="write the GeoJSON here (CSV for a name ending .csv), not stdout")
     i.add_argument(

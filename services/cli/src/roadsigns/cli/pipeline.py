@@ -110,7 +110,8 @@ class Pipeline:
         min_track_frames: int | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> dict[str, Any]:
-        """The video's signs, one track each, as the API's video job (`crop_url` and `location` null).
+        """The video's signs, one track each, as the API's video job (`crop_url` and `location` null:
+        `roadsigns analyze --gpx` places the tracks).
         `fps`, `min_track_frames`: default from the settings; `progress(frames done, total)`.
         Raises roadsigns.detector.video.VideoUnreadable for a video the decoder cannot read through."""
         t0 = time.perf_counter()

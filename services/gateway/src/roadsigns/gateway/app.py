@@ -156,7 +156,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         BodyLimitMiddleware,
         max_upload_bytes=settings.max_upload_bytes,
-        max_video_bytes=settings.video_max_upload_bytes,
+        max_video_bytes=settings.video_max_upload_bytes + settings.gpx_max_upload_bytes,  # a video and its GPX track
     )
     app.add_middleware(
         SecurityHeadersMiddleware, img_origins=[tile_origin(settings.map_tile_url)] if settings.map_tile_url else []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
@@ -54,7 +55,8 @@ def page(session: Session, tenant: str, limit: int, offset: int, status: JobStat
 
 def sightings(session: Session, tenant: str, class_id: int | None, box: BBox | None) -> list[Sighting]:
     """Every sign of the tenant's done, located jobs (of one class, in a box, when given), as a
-    sighting at the photo's position and time: when taken (its GPS clock), else when uploaded."""
+    sighting at the photo's position and time: when taken (its GPS clock), else when uploaded;
+    and every located track of their done videos with a GPX track (`video_sightings`)."""
     seen_at = func.coalesce(Job.taken_at, Job.created_at)
     query = (
         select(Job.id, Job.lat, Job.lon, seen_at, Sign.class_id, Sign.class_name, Sign.text)
@@ -69,8 +71,34 @@ def sightings(session: Session, tenant: str, class_id: int | None, box: BBox | N
             query = query.where(Job.lon.between(box.min_lon, box.max_lon))
         else:  # across the antimeridian
             query = query.where(or_(Job.lon >= box.min_lon, Job.lon <= box.max_lon))
-    return [
+    photos = [
         Sighting(lat, lon, sign_class, name, text, seen, job_id)
         for job_id, lat, lon, seen, sign_class, name, text in session.execute(query)
         if lat is not None and lon is not None  # as the query asks: says so to the type checker
     ]
+    return photos + video_sightings(session, tenant, class_id, box)
+
+
+def video_sightings(session: Session, tenant: str, class_id: int | None, box: BBox | None) -> list[Sighting]:
+    """Each track of the tenant's done videos with a GPX track, as a sighting at the position of
+    its best frame, seen at the GPS time of that frame. A video's tracks live in its result
+    document, not in rows: the class and the box are applied here, not in SQL."""
+    query = select(Job.id, Job.taken_at, Job.created_at, Job.video_result).where(
+        Job.tenant == tenant, Job.kind == "video", Job.status == JobStatus.DONE.value, Job.gpx_track.is_not(None)
+    )
+    out = []
+    for job_id, taken_at, created_at, result in session.execute(query):
+        start = taken_at or created_at
+        for track in (result or {}).get("tracks", []):
+            where = track.get("location")
+            if not where or (class_id is not None and track.get("class_id") != class_id):
+                continue
+            if box is not None and not box.contains(where["lat"], where["lon"]):
+                continue
+            seen = start + timedelta(seconds=track["best_frame_s"])
+            out.append(
+                Sighting(
+                    where["lat"], where["lon"], track.get("class_id"), track["class_name"], track["text"], seen, job_id
+                )
+            )
+    return out

@@ -22,6 +22,7 @@ from sqlalchemy import CursorResult, Engine, Result, delete, select, update
 from roadsigns.shared.blobstore import BlobStore
 from roadsigns.shared.db.models import Job, Sign
 from roadsigns.shared.db.session import session_scope
+from roadsigns.shared.gpxtrack import VideoGpx
 from roadsigns.shared.pipeline import StageStarted
 from roadsigns.shared.schemas import (
     STATUS_RANK,
@@ -158,8 +159,9 @@ def finish(engine: Engine, store: BlobStore, request: JobResult) -> Finished | N
 
 
 def finish_video(engine: Engine, store: BlobStore, request: VideoResult) -> Finished | None:
-    """Write a video job's tracks (each best frame's crop to the blob store) and mark it done, then
-    delete the detector's segments of it. A second delivery rewrites the same document and crops."""
+    """Write a video job's tracks (each best frame's crop to the blob store; each placed where the
+    video's GPX track, stored with the job at upload, has the camera at its best frame) and mark it
+    done, then delete the detector's segments of it. A second delivery rewrites the same document and crops."""
     finished_at = now()
     with session_scope(engine) as s:
         job = s.execute(select(Job).where(Job.id == request.job_id).with_for_update()).scalar_one_or_none()
@@ -167,10 +169,13 @@ def finish_video(engine: Engine, store: BlobStore, request: VideoResult) -> Fini
             log.info("video result for job %s ignored (unknown, failed, or of an earlier attempt)", request.job_id)
             return None
         first_time = job.status != JobStatus.DONE.value
+        gpx = VideoGpx.from_json(job.gpx_track) if job.gpx_track else None
         tracks = []
         for track, crop in zip(request.tracks, request.crops_png_b64, strict=True):
             key = store.put(f"crops/{job.id}/track-{track.track_id}.png", base64.b64decode(crop))
-            tracks.append({**track.model_dump(mode="json", exclude={"crop_url", "location"}), "crop": key})
+            fix = gpx.position(track.best_frame_s) if gpx is not None else None
+            out = track.model_dump(mode="json", exclude={"crop_url", "location"})
+            tracks.append({**out, "crop": key, "location": fix.location() if fix is not None else None})
         job.video_result = {
             "frames_analysed": request.frames_analysed,
             "duration_s": request.duration_s,

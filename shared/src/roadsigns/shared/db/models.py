@@ -69,6 +69,9 @@ class Job(Base):
     frames_done: Mapped[int | None] = mapped_column(Integer)
     frames_total: Mapped[int | None] = mapped_column(Integer)
     video_result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # A video's GPX track, aligned to it (migration 0009, roadsigns.shared.gpxtrack.VideoGpx); its
+    # `taken_at` is then the GPS time of the first frame. SQL NULL, never JSON null, without one.
+    gpx_track: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
     signs: Mapped[list[Sign]] = relationship(back_populates="job", order_by="Sign.index", cascade="all, delete-orphan")
 

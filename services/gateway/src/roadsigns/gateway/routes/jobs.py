@@ -26,6 +26,7 @@ from roadsigns.shared.db.models import Job
 from roadsigns.shared.db.session import session_scope
 from roadsigns.shared.db.views import job_to_out
 from roadsigns.shared.exifgps import Fix
+from roadsigns.shared.gpxtrack import GpxRefused, VideoGpx, aligned, parse
 from roadsigns.shared.schemas import DetectRequest, JobMessage, JobOut, JobPage, JobStatus, VideoRequest
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,9 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 _EXT = {"image/jpeg": "jpg", "image/png": "png"}
 
 
-async def read_upload(file: UploadFile, max_bytes: int, max_video_bytes: int | None = None) -> bytes:
+async def read_upload(
+    file: UploadFile, max_bytes: int, max_video_bytes: int | None = None, what: str = "the file"
+) -> bytes:
     """Read at most one byte past the limit, so an oversized part is refused without being kept;
     a video (by its first bytes) has a limit of its own."""
     data = await file.read(64)
@@ -43,7 +46,7 @@ async def read_upload(file: UploadFile, max_bytes: int, max_video_bytes: int | N
     data += await file.read(max_bytes + 1 - len(data))
     if len(data) > max_bytes:
         UPLOADS_REJECTED.labels("413").inc()
-        raise UploadRejected(413, f"the file is larger than the limit of {max_bytes} bytes")
+        raise UploadRejected(413, f"{what} is larger than the limit of {max_bytes} bytes")
     return data
 
 
@@ -95,6 +98,19 @@ def _located(fix: Fix | None) -> dict[str, object]:
     }
 
 
+def _video_gpx(gpx: bytes | None, offset_s: float | None, duration_s: float) -> dict[str, object]:
+    """The job row's GPX columns for a video: the track aligned to it, and the GPS time of its first frame."""
+    if gpx is None:
+        if offset_s is not None:
+            raise UploadRejected(422, "gpx_offset_s needs a GPX track in the form field 'gpx'")
+        return {}
+    try:
+        track: VideoGpx = aligned(parse(gpx), duration_s, offset_s)
+    except GpxRefused as exc:
+        raise UploadRejected(422, str(exc)) from None
+    return {"gpx_track": track.to_json(), "taken_at": track.t0}
+
+
 def submit(
     services: ServicesDep,
     tenant: str,
@@ -103,15 +119,22 @@ def submit(
     idempotency_key: str | None = None,
     callback_url: str | None = None,
     fps: float | None = None,
+    gpx: bytes | None = None,
+    gpx_offset_s: float | None = None,
 ) -> tuple[JobOut, bool]:
     """Validate, store the image (or video), record the job, enqueue it. Used by /jobs and /predict.
 
     `fps`: a video's frames analysed a second (default ROADSIGNS_VIDEO_FPS); a photo ignores it.
+    `gpx`, `gpx_offset_s`: a video's GPX track, and how many seconds into it the video starts
+    (roadsigns.shared.gpxtrack); refused with a photo.
 
     Returns the job and whether it was created now (False: replayed for an Idempotency-Key).
     """
     services.rate_limit.check(tenant)
-    digest = hashlib.sha256(data).hexdigest()
+    sha = hashlib.sha256(data)
+    if gpx is not None or gpx_offset_s is not None:  # the same video with another track is another upload
+        sha.update(b"\x00gpx\x00" + (gpx or b"") + f"\x00{gpx_offset_s!r}".encode())
+    digest = sha.hexdigest()
     if idempotency_key:
         with session_scope(services.engine) as session:
             replayed = _replay(session, services, tenant, idempotency_key, digest)
@@ -124,8 +147,11 @@ def submit(
         if container:
             video = upload = validate_video(data, container, fps, services.settings)
             ext, kind = video.ext, {"kind": "video", "video_fps": fps, "frames_total": video.frames_to_analyse}
+            kind |= _video_gpx(gpx, gpx_offset_s, video.duration_s)
         else:
             upload = validate_image(data, services.settings)
+            if gpx is not None or gpx_offset_s is not None:
+                raise UploadRejected(422, "a GPX track goes with a video; a photo's position comes from its EXIF GPS")
             ext, kind = _EXT[upload.content_type], _located(upload.fix)
         callback_url = _check_callback_url(callback_url, services.settings.callback_allow_private)
     except UploadRejected as exc:
@@ -191,9 +217,12 @@ IdempotencyKey = Annotated[
     responses={
         400: {"description": "empty, truncated or corrupt image or video"},
         409: {"description": "Idempotency-Key reused with a different upload"},
-        413: {"description": "file or image too large"},
+        413: {"description": "file, image or GPX track too large"},
         415: {"description": "neither an image nor a video"},
-        422: {"description": "missing `file` field, several files, a bad callback_url, or a video too long"},
+        422: {
+            "description": "missing `file` field, several files, a bad callback_url, a video too long, or a GPX "
+            "track refused (on a photo, unparsable, untimed, fewer than 2 points, not covering the video)"
+        },
     },
 )
 async def create_job(
@@ -205,14 +234,27 @@ async def create_job(
     fps: Annotated[
         float | None, Form(gt=0, le=60, description="a video's frames analysed a second (default 5)")
     ] = None,
+    gpx: Annotated[
+        UploadFile | None,
+        File(description="a video's GPX track (GPX 1.0/1.1, timed points): each track gets its best frame's position"),
+    ] = None,
+    gpx_offset_s: Annotated[
+        float | None,
+        Form(
+            ge=-86400,
+            le=86400,
+            description="seconds into the GPX track at which the video starts (default 0: at its first point)",
+        ),
+    ] = None,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    """Accept a photo or a video; answer 202 with the job and its Location."""
+    """Accept a photo or a video (with its GPX track, optionally); answer 202 with the job and its Location."""
     await refuse_several_files(request)
     settings = services.settings
     data = await read_upload(file, settings.max_upload_bytes, settings.video_max_upload_bytes)
+    track = await read_upload(gpx, settings.gpx_max_upload_bytes, what="the GPX track") if gpx is not None else None
     out, created = await run_in_threadpool(
-        submit, services, tenant, data, file.filename, idempotency_key, callback_url, fps
+        submit, services, tenant, data, file.filename, idempotency_key, callback_url, fps, track, gpx_offset_s
     )
     headers = {"Location": f"/jobs/{out.id}"}
     if not created:
