@@ -12,7 +12,7 @@ DEV_ENV := ROADSIGNS_DATABASE_URL=postgresql+psycopg2://postgres@127.0.0.1:5432/
 GATEWAY_LIMITS := --http roadsigns.gateway.protocol:HeadDeadlineH11Protocol --h11-max-incomplete-event-size 65536 \
 	--limit-concurrency 200 --timeout-keep-alive 5
 
-.PHONY: setup system-deps demo dev migrate test test-fast lint typecheck format train heldout evaluate bench soak clean tools deploy-check dashboards \
+.PHONY: setup system-deps demo dev migrate test test-fast lint typecheck format train ship heldout evaluate bench soak clean tools deploy-check dashboards \
 	screenshots up up-gpu down
 
 $(VENV)/.installed: requirements-dev.txt shared/pyproject.toml services/*/pyproject.toml sdk/pyproject.toml training/pyproject.toml
@@ -77,6 +77,9 @@ format: setup
 
 train: setup ## train detector, classifier and the two text readers from ../shared/data (parameters: training/config.yaml)
 	$(BIN)/roadsigns-train --config training/config.yaml
+
+ship: setup ## copy the weights make train wrote (.train/weights) into the packages the services load
+	$(BIN)/roadsigns-train --config training/config.yaml --stages ship
 
 heldout: setup ## write the held-out evaluation set (the split make train keeps out) into .train/heldout
 	$(BIN)/roadsigns-train --config training/config.yaml --stages heldout

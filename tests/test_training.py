@@ -117,3 +117,43 @@ def test_versions_registered_with_alias_and_served(trained: dict, monkeypatch: p
     if detector.backend != "torch":
         assert detector.fixed_shape is None
         assert detector.passes(400, 300) == [(416, 320)]
+
+
+def test_ship_copies_the_trained_files_into_the_packages_and_only_them(trained: dict) -> None:
+    """Training never writes the packages' weights; `--stages ship` copies what it wrote there,
+    and says which files changed."""
+    root = trained["root"]
+    config = yaml.safe_load((root / "config.yaml").read_text())
+    detector_pkg, ocr_pkg = root / "pkg" / "detector", root / "pkg" / "ocr"
+    config["ship"] = {
+        str(detector_pkg): ["detector.onnx", "classifier.onnx"],
+        str(ocr_pkg): ["digits.onnx", "seg.onnx"],  # a file no stage wrote
+    }
+    detector_pkg.mkdir(parents=True)
+    (detector_pkg / "classifier.onnx").write_bytes((root / "weights" / "classifier.onnx").read_bytes())
+    (root / "ship.yaml").write_text(yaml.safe_dump(config))
+
+    def ship() -> dict:
+        out = subprocess.run(
+            [str(BIN / "roadsigns-train"), "--config", str(root / "ship.yaml"), "--stages", "ship"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={"PATH": str(BIN), "HOME": str(root)},
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        return json.loads(out.stdout)["ship"]
+
+    report = ship()
+    assert sorted(report["shipped"]) == sorted([str(detector_pkg / "detector.onnx"), str(ocr_pkg / "digits.onnx")])
+    assert report["unchanged"] == [str(detector_pkg / "classifier.onnx")]
+    assert report["not_trained"] == [str(root / "weights" / "seg.onnx")]
+    assert (ocr_pkg / "digits.onnx").read_bytes() == (root / "weights" / "digits.onnx").read_bytes()
+    assert ship()["shipped"] == []  # a second ship changes nothing
+    refused = subprocess.run(
+        [str(BIN / "roadsigns-train"), "--config", str(root / "ship.yaml"), "--stages", "classifier,ship"],
+        capture_output=True,
+        text=True,
+        env={"PATH": str(BIN), "HOME": str(root)},
+    )
+    assert refused.returncode == 2 and "ship runs on its own" in refused.stderr

@@ -1,8 +1,12 @@
-"""`roadsigns-train`: data -> detector + classifier -> shipped files, tracked in MLflow.
+"""`roadsigns-train`: data -> detector, classifier and readers -> trained files, tracked in MLflow.
 
 One command, parameters in a YAML file (training/config.yaml). Every run logs its
 parameters, per-epoch metrics, the model files and the evaluation report to MLflow,
 and registers both models in the MLflow Model Registry under an alias.
+
+A run writes its files into `output_dir` (.train/weights, ignored by git), never into the
+packages: the `ship` stage, run on its own (`make ship`), copies them into the package
+folders the services load, so shipping new weights is a step of its own and a diff to review.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from roadsigns.shared.weights import shipped
 from roadsigns.training import classifier as clf_train
 from roadsigns.training import detector as det_train
 from roadsigns.training import reviews
@@ -115,7 +120,33 @@ def write_heldout(data: dict[str, Any], out: Path) -> dict[str, Any]:
 # The localiser's stages, in this order (see training/detector.py); make train runs the first
 # two, detector_refine only when --stages names it.
 DETECTOR_STAGES = ("detector", "detector_scale", "detector_refine")
-STAGES = (*DETECTOR_STAGES, "classifier", "digits", "words", "register", "heldout")
+STAGES = (*DETECTOR_STAGES, "classifier", "digits", "words", "register", "heldout", "ship")
+
+
+def ship(cfg: dict[str, Any]) -> dict[str, list[str]]:
+    """Copy the trained files from `output_dir` into the package folders `ship` names (the files
+    the services load). A file training did not write is left as it is in the package, so a
+    run of one stage ships that stage's files alone. Returns what changed and what did not,
+    by sha256 of the contents."""
+    import hashlib
+
+    def digest(path: Path) -> str | None:
+        return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+    trained_dir = Path(cfg["output_dir"])
+    report: dict[str, list[str]] = {"shipped": [], "unchanged": [], "not_trained": []}
+    for folder, names in cfg["ship"].items():
+        for name in names:
+            source, target = trained_dir / name, Path(folder) / name
+            if not source.is_file():
+                report["not_trained"].append(str(source))
+            elif digest(source) == digest(target):
+                report["unchanged"].append(str(target))
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
+                report["shipped"].append(str(target))
+    return report
 
 
 def train_detector_stage(
@@ -123,8 +154,9 @@ def train_detector_stage(
 ) -> dict[str, Any]:
     """One localiser stage: its data set, ultralytics training, then detector.pt and its ONNX export.
 
-    Each stage writes the shipped `detector.pt`; a stage whose `start_weights` is
-    `previous` starts from the one the stage before wrote, and draws its tiles and pictures
+    Each stage writes `detector.pt` into `out_dir`; a stage whose `start_weights` is
+    `previous` starts from the one the stage before wrote (the shipped one when it runs
+    alone), and draws its tiles and pictures
     with `seed_offset` added to the data seed (the photo split itself never changes).
     `resume` continues an interrupted run of this stage from its last.pt.
     """
@@ -145,8 +177,9 @@ def train_detector_stage(
         bool(det_cfg["single_class"]),
     )
     train_names = train_names + reviewed
-    if det_cfg["start_weights"] == "previous":  # what the stage before wrote
-        det_cfg["start_weights"] = str(out_dir / "detector.pt")
+    if det_cfg["start_weights"] == "previous":  # what the stage before wrote, else (run alone) the shipped one
+        previous = out_dir / "detector.pt"
+        det_cfg["start_weights"] = str(previous if previous.is_file() else shipped("roadsigns.detector", "detector.pt"))
     if resume is None:
         crops = None
         if det_cfg.get("pasted"):  # real GTSRB crops of training tracks, pasted among the drawn signs
@@ -180,8 +213,10 @@ def run(cfg: dict[str, Any], stages: set[str], alias: str, resume_detector: Path
     out_dir.mkdir(parents=True, exist_ok=True)
     if "heldout" in stages:  # the evaluation set; trains nothing
         summary["heldout"] = write_heldout(data, work / "heldout")
-        if stages == {"heldout"}:
-            return summary
+    if stages <= {"heldout", "ship"}:
+        if "ship" in stages:  # the trained files into the packages; trains nothing
+            summary["ship"] = ship(cfg)
+        return summary
     mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(work / 'mlflow.db').resolve()}")
     mlflow.set_experiment(os.environ.get("ROADSIGNS_MLFLOW_EXPERIMENT", "roadsigns-training"))
     with mlflow.start_run() as active:
@@ -319,7 +354,8 @@ def main(argv: list[str] | None = None) -> int:
         "--stages",
         default="detector,detector_scale,classifier,digits,words,register",
         help=f"comma-separated subset of {','.join(STAGES)} "
-        "(heldout alone writes the evaluation set into WORK_DIR/heldout and trains nothing)",
+        "(heldout alone writes the evaluation set into WORK_DIR/heldout and trains nothing; ship alone "
+        "copies the trained files from OUTPUT_DIR into the packages)",
     )
     parser.add_argument("--alias", default="candidate", help="registry alias given to the new versions")
     parser.add_argument(
@@ -337,6 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     stages = set(args.stages.split(","))
     if stages - set(STAGES):
         print(f"roadsigns-train: unknown stage(s) {sorted(stages - set(STAGES))}; known: {STAGES}", file=sys.stderr)
+        return 2
+    if "ship" in stages and stages - {"heldout", "ship"}:
+        print("roadsigns-train: ship runs on its own (make ship), after the training run it ships", file=sys.stderr)
         return 2
     try:  # a reader's type faces must all be installed before any stage starts
         for reader in sorted({"digits", "words"} & stages):
