@@ -8,9 +8,12 @@ import hashlib
 from pathlib import Path
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
+from roadsigns.gateway import repository
 from roadsigns.gateway.app import create_app
 from roadsigns.shared.db.models import Job
 from roadsigns.shared.db.session import session_scope
@@ -59,6 +62,37 @@ def test_an_idempotency_key_replays_the_job_and_sends_nothing_more(gateway: Test
     other = post(gateway, (PHOTOS / "00330.jpg").read_bytes(), **{"Idempotency-Key": "k1"})
     assert other.status_code == 409
     assert len(sent(broker, "detect")) == 1
+
+
+def test_the_202_is_the_job_as_stored(gateway: TestClient) -> None:
+    """The accept path builds its answer from the row its one INSERT ... RETURNING gave back: the
+    same job a later GET reads (the links aside: each answer signs its own)."""
+    accepted = post(gateway, **{"Idempotency-Key": "stored"})
+    assert accepted.status_code == 202, accepted.text
+    read = gateway.get(accepted.headers["location"])
+    assert {**accepted.json(), "links": None} == {**read.json(), "links": None}
+    assert accepted.headers["content-type"] == "application/json"
+
+
+def test_two_requests_racing_with_one_idempotency_key_make_one_job(
+    gateway: TestClient, broker: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second request's lookup ran before the first one's insert was committed: its insert
+    then hits the unique key, and it answers with the first job, its upload deleted."""
+    first = post(gateway, **{"Idempotency-Key": "raced"}).json()
+    lookups: list[str] = []
+    real = repository.by_idempotency_key
+
+    def first_lookup_misses(session: Session, tenant: str, key: str) -> Job | None:
+        lookups.append(key)
+        return None if len(lookups) == 1 else real(session, tenant, key)
+
+    monkeypatch.setattr(repository, "by_idempotency_key", first_lookup_misses)
+    again = post(gateway, **{"Idempotency-Key": "raced"})
+    assert again.status_code == 202 and again.headers["idempotent-replayed"] == "true"
+    assert again.json()["id"] == first["id"] and lookups == ["raced", "raced"]
+    assert len(sent(broker, "detect")) == 1
+    assert [p.name for p in (tmp_path / "uploads").iterdir()] == [f"{first['id']}.jpg"]
 
 
 def test_a_bad_upload_is_refused_before_any_job_exists(gateway: TestClient, engine: Engine, broker: str) -> None:

@@ -40,7 +40,13 @@ def require_tenant(request: Request, services: ServicesDep, x_api_key: KeyHeader
     return _tenant(services, x_api_key)
 
 
-Tenant = Annotated[str, Depends(require_tenant)]
+async def _tenant_dependency(request: Request, services: ServicesDep, x_api_key: KeyHeader = None) -> str:
+    """require_tenant as a dependency: async, so that FastAPI runs it on the event loop, not in its
+    thread pool (it does no I/O: a hop to a thread per request cost more than the check)."""
+    return require_tenant(request, services, x_api_key)
+
+
+Tenant = Annotated[str, Depends(_tenant_dependency)]
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,7 @@ class Caller:
     key_id: str
 
 
-def require_caller(request: Request, services: ServicesDep, x_api_key: KeyHeader = None) -> Caller:
+async def require_caller(request: Request, services: ServicesDep, x_api_key: KeyHeader = None) -> Caller:
     tenant = require_tenant(request, services, x_api_key)
     return Caller(tenant, key_id(x_api_key) if services.keys and x_api_key else "anonymous")
 

@@ -32,7 +32,9 @@ class Services:
     links: LinkSigner
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    """async, as every dependency that does no blocking I/O: FastAPI runs a plain `def` one in its
+    thread pool, a hop (and a fight for the GIL) per request for an attribute read."""
     services: Services = request.app.state.services
     return services
 

@@ -8,7 +8,7 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Header, HTTPException, Query, Request, UploadFile
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -175,8 +175,8 @@ def submit(
         **kind,
     )
     try:
-        with session_scope(services.engine) as session:
-            out = job_to_out(repository.create(session, job), with_signs=False, link=services.links.for_tenant(tenant))
+        stored = repository.create(services.engine, job)
+        out = job_to_out(stored, with_signs=False, link=services.links.for_tenant(tenant))
     except IntegrityError:
         # Two requests raced with the same Idempotency-Key: the first one's job wins.
         services.blobs.delete(key)
@@ -247,7 +247,7 @@ async def create_job(
         ),
     ] = None,
     idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
+) -> Response:
     """Accept a photo or a video (with its GPX track, optionally); answer 202 with the job and its Location."""
     await refuse_several_files(request)
     settings = services.settings
@@ -259,7 +259,8 @@ async def create_job(
     headers = {"Location": f"/jobs/{out.id}"}
     if not created:
         headers["Idempotent-Replayed"] = "true"
-    return JSONResponse(out.model_dump(mode="json"), status_code=202, headers=headers)
+    # pydantic's own JSON encoder (Rust), not model_dump(mode="json") then json.dumps: the same body, cheaper
+    return Response(out.model_dump_json(), status_code=202, headers=headers, media_type="application/json")
 
 
 @router.get("", response_model=JobPage)
