@@ -9,7 +9,7 @@ DEV_ENV := ROADSIGNS_DATABASE_URL=postgresql+psycopg2://postgres@127.0.0.1:5432/
 	ROADSIGNS_MLFLOW_TRACKING_URI=http://127.0.0.1:5000 MLFLOW_DISABLE_TELEMETRY=true \
 	ROADSIGNS_CALLBACK_ALLOW_PRIVATE=true
 # As in the Dockerfile, compose and Helm: a deadline and a size limit on request heads, 503 past 200 connections.
-GATEWAY_LIMITS := --http roadsigns.gateway.protocol:HeadDeadlineH11Protocol --h11-max-incomplete-event-size 65536 \
+GATEWAY_LIMITS := --http roadsigns.gateway.protocol:HeadDeadlineHttpToolsProtocol --h11-max-incomplete-event-size 65536 \
 	--limit-concurrency 200 --timeout-keep-alive 5
 
 .PHONY: setup system-deps demo dev migrate test test-fast lint typecheck format train ship heldout evaluate bench soak clean tools deploy-check dashboards \

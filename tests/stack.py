@@ -80,7 +80,7 @@ def gateway_limits(limit_concurrency: int = 200) -> list[str]:
     a deadline and a size limit on request heads, and 503 past this many connections per worker."""
     return [
         "--http",
-        "roadsigns.gateway.protocol:HeadDeadlineH11Protocol",
+        "roadsigns.gateway.protocol:HeadDeadlineHttpToolsProtocol",
         "--h11-max-incomplete-event-size",
         "65536",
         "--limit-concurrency",
