@@ -131,8 +131,9 @@ export const postReview = (id, decision) =>
 
 // The sign inventory (GET /inventory: GeoJSON points; /inventory.csv) and the page's settings
 // from the gateway (GET /page-config: the map's tile URL, if any; public, no key needed).
-export const getInventory = () => getJson("/inventory");
+// `query`: the API's filters (bbox, class_id, since) as a URLSearchParams, "" for every sign.
+export const getInventory = (query = "") => getJson(`/inventory${query ? `?${query}` : ""}`);
 
-export const getInventoryCsv = () => getBlob("/inventory.csv");
+export const getInventoryCsv = (query = "") => getBlob(`/inventory.csv${query ? `?${query}` : ""}`);
 
 export const getPageConfig = () => getJson("/page-config");

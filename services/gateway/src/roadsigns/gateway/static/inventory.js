@@ -21,7 +21,21 @@ const MAX_TILES = 64;
 let config = null; // GET /page-config, asked once
 let loading = null;
 
-const showing = () => location.hash === "#/inventory";
+const FILTERS = ["bbox", "class_id", "since"]; // GET /inventory's own; the view passes them on
+
+// The view's address: #/inventory, optionally with the API's filters, e.g.
+// #/inventory?bbox=11.5,48.1,11.7,48.2&class_id=2 (a street's signs, one class): a link to share.
+const hashPath = () => location.hash.split("?")[0];
+const hashQuery = () => location.hash.split("?")[1] || "";
+const showing = () => hashPath() === "#/inventory";
+
+/** The filters in the address that the API knows, in its own query form. */
+function filters() {
+  const given = new URLSearchParams(hashQuery());
+  const query = new URLSearchParams();
+  for (const name of FILTERS) if (given.has(name)) query.set(name, given.get(name));
+  return query.toString();
+}
 
 function status(text) {
   $("#inventory-status").textContent = text;
@@ -232,7 +246,9 @@ async function load() {
   status("Loading…");
   try {
     if (!config) config = await getPageConfig();
-    const collection = await getInventory();
+    const query = filters();
+    $("#inventory-csv").href = `/inventory.csv${query ? `?${query}` : ""}`;
+    const collection = await getInventory(query);
     const features = collection.features || [];
     draw(features);
     $("#inventory-body").hidden = !features.length;
@@ -256,7 +272,7 @@ async function downloadCsv(event) {
   if (!hasApiKey()) return;
   event.preventDefault();
   try {
-    const url = URL.createObjectURL(await getInventoryCsv());
+    const url = URL.createObjectURL(await getInventoryCsv(filters()));
     const link = el("a", { href: url, download: "inventory.csv", hidden: "" });
     document.body.append(link);
     link.click();
