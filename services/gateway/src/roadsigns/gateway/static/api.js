@@ -35,6 +35,29 @@ function headers() {
 }
 
 /** A random Idempotency-Key; crypto.randomUUID needs https, getRandomValues does not. */
+/**
+ * A view's status line and message box (CSS selectors): `status(text)`, `message(text)` (hidden
+ * when empty), and `fail(err)`, which shows an error there and, for a 401 or 403, asks app.js
+ * for an API key (the "roadsigns:need-key" event).
+ */
+export function viewFeedback(statusSelector, messageSelector) {
+  const status = (text) => {
+    document.querySelector(statusSelector).textContent = text;
+  };
+  const message = (text) => {
+    const node = document.querySelector(messageSelector);
+    node.textContent = text || "";
+    node.hidden = !text;
+  };
+  const fail = (err) => {
+    message(err instanceof ApiError ? err.message : String(err));
+    if (err instanceof ApiError && (err.status === 401 || err.status === 403)) {
+      document.dispatchEvent(new CustomEvent("roadsigns:need-key", { detail: err }));
+    }
+  };
+  return { status, message, fail };
+}
+
 export function newIdempotencyKey() {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");

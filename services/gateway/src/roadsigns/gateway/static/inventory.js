@@ -5,7 +5,7 @@
 // Mercator over that server's 256 px tiles. Talks to the gateway through api.js; every value
 // from the API reaches the DOM through textContent or attributes, never HTML.
 
-import { ApiError, getInventory, getInventoryCsv, getPageConfig, hasApiKey } from "./api.js";
+import { getInventory, getInventoryCsv, getPageConfig, hasApiKey, viewFeedback } from "./api.js";
 
 const $ = (selector, root = document) => root.querySelector(selector);
 const SVG = "http://www.w3.org/2000/svg";
@@ -37,22 +37,7 @@ function filters() {
   return query.toString();
 }
 
-function status(text) {
-  $("#inventory-status").textContent = text;
-}
-
-function message(text) {
-  const node = $("#inventory-message");
-  node.textContent = text || "";
-  node.hidden = !text;
-}
-
-function fail(err) {
-  message(err instanceof ApiError ? err.message : String(err));
-  if (err instanceof ApiError && (err.status === 401 || err.status === 403)) {
-    document.dispatchEvent(new CustomEvent("roadsigns:need-key", { detail: err }));
-  }
-}
+const { status, message, fail } = viewFeedback("#inventory-status", "#inventory-message");
 
 function svg(tag, attrs = {}, text = null) {
   const node = document.createElementNS(SVG, tag);

@@ -3,7 +3,7 @@
 // here (drag a box on the photo), S skip, Esc cancel. Talks to the gateway through api.js;
 // every value from the API reaches the DOM through textContent or attributes, never HTML.
 
-import { ApiError, listClasses, listReviews, postReview } from "./api.js";
+import { ApiError, listClasses, listReviews, postReview, viewFeedback } from "./api.js";
 
 const $ = (selector) => document.querySelector(selector);
 const PAGE = 50;
@@ -27,22 +27,7 @@ const reviewing = () => location.hash === "#/reviews";
 const percent = (x) => `${Math.round(x * 100)}%`;
 const classOption = (c) => `${c.id} · ${c.name}`;
 
-function status(text) {
-  $("#review-status").textContent = text;
-}
-
-function message(text) {
-  const node = $("#review-message");
-  node.textContent = text || "";
-  node.hidden = !text;
-}
-
-function fail(err) {
-  message(err instanceof ApiError ? err.message : String(err));
-  if (err instanceof ApiError && (err.status === 401 || err.status === 403)) {
-    document.dispatchEvent(new CustomEvent("roadsigns:need-key", { detail: err }));
-  }
-}
+const { status, message, fail } = viewFeedback("#review-status", "#review-message");
 
 function place(node, [x1, y1, x2, y2], width, height) {
   Object.assign(node.style, {
