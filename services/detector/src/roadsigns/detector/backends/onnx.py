@@ -19,6 +19,8 @@ class OnnxGraph:
         graph_input = self.session.get_inputs()[0]
         self.input_name = graph_input.name
         self.input_shape = fixed_shape([d if isinstance(d, int) else None for d in graph_input.shape])
+        # The photos (or crops) one call takes: a fixed batch axis (older exports), else any number.
+        self.max_batch = graph_input.shape[0] if isinstance(graph_input.shape[0], int) else None
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return np.asarray(self.session.run(None, {self.input_name: batch})[0])

@@ -37,6 +37,9 @@ class OpenVinoGraph:
         model = self.core.read_model(str(path))
         shape = model.input(0).get_partial_shape()
         self.input_shape = fixed_shape([d.get_length() if d.is_static else None for d in shape])
+        # The photos (or crops) one call takes: a fixed batch axis (older exports), else any number.
+        # A batch's size is part of the shape the static graphs below are kept for.
+        self.max_batch = shape[0].get_length() if shape[0].is_static else None
         self.compiled = self.core.compile_model(model, "CPU", CONFIG)
         self.seen: Counter[tuple[int, ...]] = Counter()
         self.static: OrderedDict[tuple[int, ...], Any] = OrderedDict()  # shape -> its compiled graph, LRU first
