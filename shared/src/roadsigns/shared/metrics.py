@@ -36,6 +36,12 @@ MODEL_REFUSED = Counter(
     ["model", "reason"],
 )
 
+DETECT_BATCH_PHOTOS = Histogram(
+    "roadsigns_detect_batch_photos",
+    "Photos per detector model call across jobs (ROADSIGNS_DETECTOR_BATCH above 1)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+
 
 def serve_worker_metrics(port: int | None) -> None:
     """Serve /metrics from a worker's parent process, merging every child's samples."""

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from roadsigns.detector import backends
-from roadsigns.detector.model import SignDetector
+from roadsigns.detector.model import DetectorOutput, SignDetector
 from roadsigns.shared import classes, openset
 from roadsigns.shared.metrics import MODEL_INFO, MODEL_LOAD_SECONDS
 from roadsigns.shared.schemas import Detection, DetectRequest, DetectResult
@@ -84,10 +84,25 @@ def detect_job(
     """
     started = time.time()
     floor = detector.min_confidence if min_confidence is None else min_confidence
-    if min_class_probability is None:
-        min_class_probability = get_settings().open_set_min_probability
     image = decode_image(image_bytes)
     out = detector.detect(image, 0.0, min_score=floor)  # best_confidence is at most the localiser's score
+    return job_result(request, image, out, detector, started, floor, min_class_probability)
+
+
+def job_result(
+    request: DetectRequest,
+    image: np.ndarray,
+    out: DetectorOutput,
+    detector: SignDetector,
+    started: float,
+    floor: float,
+    min_class_probability: float | None = None,
+) -> DetectResult:
+    """The job's result from the detector's output on its photo: `detect_job`'s, or its share of a
+    batch's (`batching.detect_batch(detector, images, 0.0, min_score=floor)`). `started`: when
+    the job's detection began (unix s), for its queue wait."""
+    if min_class_probability is None:
+        min_class_probability = get_settings().open_set_min_probability
     detections = []
     for f in out.signs:
         best = openset.best_confidence(f.class_id, f.detector_confidence, f.class_probability, min_class_probability)

@@ -1,0 +1,122 @@
+"""Detect batches across queued jobs (ROADSIGNS_DETECTOR_BATCH, roadsigns.detector.collector), with
+real processes: a gateway, Redis, Postgres, and detector, OCR and tracker pools.
+
+Eight photo jobs go through a detector worker of batch 1 (today's path), then the same eight and
+a ninth whose stored photo is garbage queue up while no detector runs, and a worker of batch 4
+starts on them: it must take several messages at once and detect them as batches (its log and its
+`roadsigns_detect_batch_photos` histogram say how many photos each model call had), every good
+job must end with the signs batch 1 gave it, and the garbage photo must fail its own job only.
+
+Both workers run the ONNX backend: it answers a photo in a batch as alone to float noise
+(tests/fast/test_batching.py). `auto` is OpenVINO in bfloat16 on this CPU, whose boxes move by a
+fraction of a pixel with the batch, which can carry a borderline sign across the reporting floor.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import httpx
+import pytest
+
+from tests.conftest import PHOTOS, wait_for_job
+from tests.stack import Stack, wait_until
+
+
+def _photos() -> dict[str, bytes]:
+    """Eight photos: the five sample frames and three of other sizes (each its own input shape)."""
+    photos = {p.name: p.read_bytes() for p in sorted(PHOTOS.glob("*.jpg"))}
+    frame = cv2.imread(str(PHOTOS / "00330.jpg"))
+    for name, image in (
+        ("crop.jpg", frame[150:550, 700:1000]),
+        ("larger.jpg", cv2.resize(frame, (1600, 941), interpolation=cv2.INTER_LINEAR)),
+        ("flipped.jpg", cv2.flip(cv2.imread(str(PHOTOS / "00224.jpg")), 1)),
+    ):
+        ok, data = cv2.imencode(".jpg", image)
+        assert ok
+        photos[name] = data.tobytes()
+    assert len(photos) == 8
+    return photos
+
+
+@pytest.fixture(scope="module")
+def batch_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = Stack.create(tmp_path_factory.mktemp("batches"), ROADSIGNS_BACKEND="onnx")
+    try:
+        for pool in ("ocr", "tracker"):
+            stack.start_worker(pool)
+        stack.start_worker("detector", name="detector-1")
+        stack.start_gateway()
+        stack.wait_workers_ready(["detector-1", "ocr", "tracker"])
+        yield stack
+    finally:
+        stack.close()
+
+
+def _submit(client: httpx.Client, photos: dict[str, bytes]) -> dict[str, str]:
+    ids = {}
+    for name, data in photos.items():
+        response = client.post("/jobs", files={"file": (name, data, "image/jpeg")})
+        assert response.status_code == 202, response.text
+        ids[name] = response.json()["id"]
+    return ids
+
+
+def _signs(job: dict) -> list[tuple[int | None, list[float], float]]:
+    """Class (None: a sign outside the 43), box and confidence of each sign, left to right."""
+    return [(s["class_id"], s["bbox"], s["confidence"]) for s in sorted(job["signs"], key=lambda s: s["bbox"])]
+
+
+def _metric(text: str, name: str) -> float:
+    match = re.search(rf"^{name} ([0-9.e+]+)$", text, re.MULTILINE)
+    assert match, f"{name} not in the metrics"
+    return float(match.group(1))
+
+
+def test_a_batching_detector_gives_every_job_its_own_signs_and_failure(batch_stack: Stack) -> None:
+    stack = batch_stack
+    photos = _photos()
+    with httpx.Client(base_url=stack.gateway_url, timeout=30) as client:
+        alone = {name: wait_for_job(client, job_id) for name, job_id in _submit(client, photos).items()}
+        assert all(job["status"] == "done" for job in alone.values()), stack.log("detector-1")
+        assert sum(len(job["signs"]) for job in alone.values()) >= 8  # the comparison compares signs
+
+        stack.stop("detector-1")  # the next jobs queue up with no detector to take them
+        ids = _submit(client, photos)
+        garbage = _submit(client, {"garbage.jpg": photos["00121.jpg"]})["garbage.jpg"]
+        (stored,) = Path(stack.root / "blobs" / "uploads").glob(f"{garbage}.*")
+        stored.write_bytes(b"\xff\xd8\xff\xe0 not a JPEG any more" * 40)
+
+        stack.start_worker(
+            "detector",
+            name="detector-4",
+            extra_env={"ROADSIGNS_DETECTOR_BATCH": "4", "ROADSIGNS_DETECTOR_BATCH_WAIT_MS": "300"},
+        )
+        stack.wait_workers_ready(["detector-4"])
+        batched = {name: wait_for_job(client, job_id) for name, job_id in ids.items()}
+        failed = wait_for_job(client, garbage)
+
+    log = (stack.root / "detector-4.log").read_text(errors="replace")
+    assert "detecting batches of up to 4 photos" in log
+    for name, job in batched.items():
+        assert job["status"] == "done", (name, job, log)
+        mine, theirs = _signs(job), _signs(alone[name])
+        assert [c for c, _, _ in mine] == [c for c, _, _ in theirs], name
+        for (_, box, confidence), (_, box_alone, confidence_alone) in zip(mine, theirs, strict=True):
+            assert box == pytest.approx(box_alone, abs=1.0), name
+            assert confidence == pytest.approx(confidence_alone, abs=0.01), name
+    assert failed["status"] == "failed"
+    assert failed["error"] == "detector: the stored image could not be decoded"
+
+    sizes = [int(n) for n in re.findall(r"detected a batch of (\d+) photos", log)]
+    assert sum(sizes) == 8 and max(sizes) > 1, sizes  # every good photo in a batch, and batches of several
+    metrics = wait_until(
+        lambda: httpx.get(f"http://127.0.0.1:{stack.metrics_ports['detector-4']}/metrics", timeout=5).text,
+        30,
+        "the detector's metrics",
+    )
+    assert _metric(metrics, "roadsigns_detect_batch_photos_sum") == 8
+    assert _metric(metrics, "roadsigns_detect_batch_photos_count") == len(sizes)
