@@ -95,10 +95,11 @@ evaluate: heldout ## the README's accuracy figures: the evaluation CLI on the he
 # The release the detector's speed is held to (issue 12's "no worse than now"): the last one before
 # scale-robust inference. `make bench BASELINE=<rev>` compares with another; BASELINE= with none.
 BASELINE ?= b127107
-bench: setup ## detector backends compared, and OpenVINO as the BASELINE git revision ran it; bare pipeline against the queued services; accept rate; memory
+bench: setup ## detector backends compared, and OpenVINO as the BASELINE git revision ran it; bare pipeline against the queued services; accept rate; memory; detector batches (FP16 on a GPU)
 	@command -v wrk >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get install -y -q wrk; }
 	$(PY) -m benchmarks.backends tests/data/photos $(if $(BASELINE),--baseline $(BASELINE))
 	$(PY) -m benchmarks.pipeline
+	$(PY) -m benchmarks.batches --queued 40 --queued-batches 1,8
 
 soak: setup ## 2,000 jobs through the services, memory of every process sampled over time
 	$(PY) -m benchmarks.soak --jobs 2000
