@@ -6,6 +6,7 @@ a ninth whose stored photo is garbage queue up while no detector runs, and a wor
 starts on them: it must take several messages at once and detect them as batches (its log and its
 `roadsigns_detect_batch_photos` histogram say how many photos each model call had), every good
 job must end with the signs batch 1 gave it, and the garbage photo must fail its own job only.
+A job whose message was delivered before (its delivery counter says so) runs in a batch of its own.
 
 Both workers run the ONNX backend: it answers a photo in a batch as alone to float noise
 (tests/fast/test_batching.py). `auto` is OpenVINO in bfloat16 on this CPU, whose boxes move by a
@@ -21,7 +22,9 @@ from pathlib import Path
 import cv2
 import httpx
 import pytest
+import redis
 
+from roadsigns.shared import deliveries
 from tests.conftest import PHOTOS, wait_for_job
 from tests.stack import Stack, wait_until
 
@@ -89,6 +92,10 @@ def test_a_batching_detector_gives_every_job_its_own_signs_and_failure(batch_sta
         garbage = _submit(client, {"garbage.jpg": photos["00121.jpg"]})["garbage.jpg"]
         (stored,) = Path(stack.root / "blobs" / "uploads").glob(f"{garbage}.*")
         stored.write_bytes(b"\xff\xd8\xff\xe0 not a JPEG any more" * 40)
+        # One job's detect message counted as delivered once already, as a process that died on it
+        # leaves it: its next delivery must run alone, never in a batch with the others.
+        redelivered = ids["00224.jpg"]
+        redis.Redis.from_url(stack.broker_url).set(deliveries.key("detect", redelivered), 1)
 
         stack.start_worker(
             "detector",
@@ -113,6 +120,9 @@ def test_a_batching_detector_gives_every_job_its_own_signs_and_failure(batch_sta
 
     sizes = [int(n) for n in re.findall(r"detected a batch of (\d+) photos", log)]
     assert sum(sizes) == 8 and max(sizes) > 1, sizes  # every good photo in a batch, and batches of several
+    assert f"job {redelivered}: delivered before, detected in a batch of its own" in log
+    assert 1 in sizes, sizes
+    assert sum(f"job {job_id}: delivered before" in log for job_id in ids.values()) == 1
     metrics = wait_until(
         lambda: httpx.get(f"http://127.0.0.1:{stack.metrics_ports['detector-4']}/metrics", timeout=5).text,
         30,

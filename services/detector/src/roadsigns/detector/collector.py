@@ -39,6 +39,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -76,7 +77,7 @@ class Collector(Generic[T, R]):
             raise ValueError(f"a batch holds at least one item, not {size}")
         self.run_batch, self.size, self.wait_s, self.log, self.on_batch = run_batch, size, wait_s, log, on_batch
         self._queue: queue.Queue[_Item[T, R]] = queue.Queue()
-        self._held: _Item[T, R] | None = None  # an `alone` item taken while gathering: next batch's first
+        self._held: deque[_Item[T, R]] = deque()  # `alone` items taken while gathering a batch
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
 
@@ -98,8 +99,9 @@ class Collector(Generic[T, R]):
             raise TimedOut(f"no answer within {timeout_s:g} s") from None
 
     def _gather(self) -> list[_Item[T, R]]:
-        first = self._held or self._queue.get()
-        self._held = None
+        if self._held:
+            return [self._held.popleft()]
+        first = self._queue.get()
         batch = [first]
         if first.alone:
             return batch
@@ -110,9 +112,9 @@ class Collector(Generic[T, R]):
             except queue.Empty:
                 break
             if item.alone:
-                self._held = item
-                break
-            batch.append(item)
+                self._held.append(item)  # each runs on its own after this batch
+            else:
+                batch.append(item)
         return batch
 
     def _loop(self, before: Callable[[], object]) -> None:

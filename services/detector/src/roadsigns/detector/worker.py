@@ -106,9 +106,11 @@ def detect_stored_batched(request: DetectRequest) -> DetectResult:
     have killed the process), and its result built here, for its own job."""
     started = time.time()
     image = decode_image(BlobStore(settings.blob_dir).get(request.blob_key))
-    limit = settings.task_time_limit_s
+    limit, alone = settings.task_time_limit_s, _delivered_before(request)
+    if alone:
+        log.info("job %s: delivered before, detected in a batch of its own", request.job_id)
     try:
-        out, current = collector.submit(image, alone=_delivered_before(request), timeout_s=limit)
+        out, current = collector.submit(image, alone=alone, timeout_s=limit)
     except TimedOut:
         raise TimedOut(f"the detector took longer than its time limit ({limit} s) on this photo") from None
     return job_result(request, image, out, current, started, current.min_confidence, settings.open_set_min_probability)
