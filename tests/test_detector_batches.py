@@ -27,6 +27,9 @@ import redis
 from roadsigns.shared import deliveries
 from tests.conftest import PHOTOS, wait_for_job
 from tests.stack import Stack, wait_until
+from tests.test_video import write_video
+
+BATCH_ENV = {"ROADSIGNS_DETECTOR_BATCH": "4", "ROADSIGNS_DETECTOR_BATCH_WAIT_MS": "300"}
 
 
 def _photos() -> dict[str, bytes]:
@@ -97,11 +100,7 @@ def test_a_batching_detector_gives_every_job_its_own_signs_and_failure(batch_sta
         redelivered = ids["00224.jpg"]
         redis.Redis.from_url(stack.broker_url).set(deliveries.key("detect", redelivered), 1)
 
-        stack.start_worker(
-            "detector",
-            name="detector-4",
-            extra_env={"ROADSIGNS_DETECTOR_BATCH": "4", "ROADSIGNS_DETECTOR_BATCH_WAIT_MS": "300"},
-        )
+        stack.start_worker("detector", name="detector-4", extra_env=BATCH_ENV)
         stack.wait_workers_ready(["detector-4"])
         batched = {name: wait_for_job(client, job_id) for name, job_id in ids.items()}
         failed = wait_for_job(client, garbage)
@@ -130,3 +129,28 @@ def test_a_batching_detector_gives_every_job_its_own_signs_and_failure(batch_sta
     )
     assert _metric(metrics, "roadsigns_detect_batch_photos_sum") == 8
     assert _metric(metrics, "roadsigns_detect_batch_photos_count") == len(sizes)
+
+
+def test_a_video_in_a_batching_worker_shares_the_model_with_the_photo_batches(
+    batch_stack: Stack, tmp_path: Path
+) -> None:
+    """A video task runs in a thread of the batching worker beside the photos' tasks: its frames
+    and their batches take the model in turn (one lock), and both get their own answers."""
+    stack = batch_stack
+    if "detector-4" not in stack.procs:  # this test run alone
+        stack.stop("detector-1")
+        stack.start_worker("detector", name="detector-4", extra_env=BATCH_ENV)
+        stack.wait_workers_ready(["detector-4"])
+    video = write_video(tmp_path / "drive.mp4", PHOTOS / "00224.jpg", seconds=2.0)
+    with httpx.Client(base_url=stack.gateway_url, timeout=30) as client:
+        response = client.post(
+            "/jobs", files={"file": ("drive.mp4", video.read_bytes(), "video/mp4")}, data={"fps": "5"}
+        )
+        assert response.status_code == 202, response.text
+        photos = _submit(client, {f"{i}.jpg": (PHOTOS / "00330.jpg").read_bytes() for i in range(4)})
+        job = wait_for_job(client, response.json()["id"])
+        done = [wait_for_job(client, job_id) for job_id in photos.values()]
+    assert job["status"] == "done", (job, stack.log("detector-4"))
+    assert sorted(t["class_id"] for t in job["tracks"]) == [1, 9, 28]  # what a batch-1 worker finds (test_video)
+    assert all(p["status"] == "done" for p in done)
+    assert len({str(_signs(p)) for p in done}) == 1 and done[0]["signs"]  # the same photo, the same signs
