@@ -92,3 +92,25 @@ def test_the_exports_take_any_batch_and_a_fixed_batch_export_is_split(photos: li
     for a, b in zip(alone, detect_batch(detector, photos), strict=True):
         _same(a, b.signs, 1e-4)
     assert len(calls) == sum(len(detector.passes(*image.shape[:2])) for image in photos)
+
+
+def test_onnx_runtime_takes_the_gpu_providers_its_build_has() -> None:
+    """On CUDA, TensorRT in FP16 first, then CUDA, then the CPU, among the providers the installed
+    onnxruntime has; the CPU build here has neither GPU provider, so it stays on the CPU."""
+    from roadsigns.detector.backends import onnx
+
+    every = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert onnx.providers("cpu", every) == ["CPUExecutionProvider"]
+    trt, cuda, cpu = onnx.providers("cuda:1", every)
+    assert trt[0] == "TensorrtExecutionProvider"
+    assert trt[1]["device_id"] == 1 and trt[1]["trt_fp16_enable"] is True
+    assert cuda == ("CUDAExecutionProvider", {"device_id": 1}) and cpu == "CPUExecutionProvider"
+    assert onnx.providers("cuda", every[1:]) == [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]
+    assert onnx.providers("cuda:0", ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    import onnxruntime as ort
+
+    if not set(onnx.GPU_PROVIDERS) & set(ort.get_available_providers()):
+        assert backends.load("onnx").device("cuda:1") == "cpu"
+        detector = SignDetector(backend="onnx", device="cuda:1")
+        assert detector.device == "cpu"
+        assert detector.localiser.session.get_providers() == ["CPUExecutionProvider"]  # type: ignore[attr-defined]
