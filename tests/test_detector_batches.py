@@ -154,3 +154,37 @@ def test_a_video_in_a_batching_worker_shares_the_model_with_the_photo_batches(
     assert sorted(t["class_id"] for t in job["tracks"]) == [1, 9, 28]  # what a batch-1 worker finds (test_video)
     assert all(p["status"] == "done" for p in done)
     assert len({str(_signs(p)) for p in done}) == 1 and done[0]["signs"]  # the same photo, the same signs
+
+
+def test_a_photo_past_the_time_limit_in_a_batching_worker_fails_with_that_reason(batch_stack: Stack) -> None:
+    """The thread pool kills no task: a photo whose batch does not answer within the task time limit
+    fails its job with the reason the prefork pool's kill gives, and the worker goes on.
+
+    Four 5440x3200 photos queue up before the worker starts, so they make one batch: 1.5-2.5 s
+    here, against a limit of 1 s. A small photo afterwards, alone: about 0.3 s of waiting for more
+    and 0.3 s of detection."""
+    stack = batch_stack
+    for name in ("detector-1", "detector-4"):
+        stack.stop(name)
+    frame = cv2.imread(str(PHOTOS / "00330.jpg"))
+    ok, large = cv2.imencode(".jpg", cv2.resize(frame, (5440, 3200), interpolation=cv2.INTER_CUBIC))
+    assert ok
+    ok, small = cv2.imencode(".jpg", frame[150:550, 700:1000])
+    assert ok
+    log = stack.root / "detector-slow.log"
+    with httpx.Client(base_url=stack.gateway_url, timeout=30) as client:
+        ids = _submit(client, {f"large-{i}.jpg": large.tobytes() for i in range(4)})
+        env = {**BATCH_ENV, "ROADSIGNS_TASK_TIME_LIMIT_S": "1"}
+        stack.start_worker("detector", name="detector-slow", extra_env=env)
+        stack.wait_workers_ready(["detector-slow"])
+        for job_id in ids.values():
+            job = wait_for_job(client, job_id)
+            assert job["status"] == "failed", job
+            assert job["error"] == "detector: the detector took longer than its time limit (1 s) on this photo"
+
+        def batched() -> int:
+            return sum(int(n) for n in re.findall(r"detected a batch of (\d+) photos", log.read_text()))
+
+        wait_until(lambda: batched() == 4, 60, "the late batch to end")
+        after = wait_for_job(client, _submit(client, {"small.jpg": small.tobytes()})["small.jpg"])
+    assert after["status"] == "done", (after, stack.log("detector-slow"))
