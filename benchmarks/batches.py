@@ -56,7 +56,7 @@ def in_process(photos: Path, sizes: list[int], rounds: int, backend: str, device
         "device": detector.device,
         "precision": precision(detector),
         "photos": len(images),
-        "input": sorted({str(detector.passes(*image.shape[:2])) for image in images}),
+        "input": sorted({str([p.shape for p in detector.passes(*image.shape[:2])]) for image in images}),
     }
     for image in images:  # warm
         detector.detect(image)

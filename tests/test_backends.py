@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from roadsigns.detector import backends, scales
+from roadsigns.detector import backends
 from roadsigns.detector.model import SignDetector
 from roadsigns.detector.preprocess import Letterbox, decode_yolo, letterbox, to_blob
 from roadsigns.detector.service import build_detector
@@ -73,7 +73,7 @@ def test_the_torch_localiser_finds_what_ultralytics_finds(photos: dict[str, np.n
     detector = SignDetector(backend="torch", device="cpu")  # configures ultralytics offline first
     yolo = YOLO(str(shipped("roadsigns.detector", "detector.pt")), task="detect")
     for name, img in photos.items():
-        for height, width in scales.plan(*img.shape[:2], detector.imgsz, detector.min_side, detector.coarse_side):
+        for height, width, _ in detector.passes(*img.shape[:2]):
             theirs = yolo.predict(img, imgsz=[height, width], conf=detector.conf, device="cpu", verbose=False)[0].boxes
             boxes, scores = detector._localise_at(img, height, width)
             assert len(boxes) == len(theirs), (name, height, width)

@@ -18,19 +18,35 @@ from tests.conftest import PHOTOS, iou
 @pytest.mark.parametrize(
     ("size", "expected"),
     [
-        ((800, 1360), [(800, 1376), (256, 384)]),  # a GTSDB frame: native, plus a coarse pass
-        ((400, 300), [(416, 320)]),  # a phone close-up: its own size, never blown up to a dashcam's
-        ((120, 90), [(320, 256)]),  # a thumbnail: enlarged to the smallest long side
-        ((3024, 4032), [(1056, 1376), (288, 384)]),  # a 12 MP photo: shrunk to the longest side
-        ((20000, 16), [(1376, 32), (384, 32)]),  # absurd shapes still give valid strides
+        ((800, 1360), [(800, 1376, "all"), (256, 384, "large")]),  # a GTSDB frame: native, plus a coarse pass
+        # a phone close-up: its own size, never blown up to a dashcam's, and twice it for small signs only
+        ((400, 300), [(416, 320, "all"), (800, 608, "small")]),
+        ((120, 90), [(320, 256, "all"), (640, 480, "small")]),  # a thumbnail: enlarged to the smallest long side
+        # a half-size dashcam frame: all three
+        ((400, 680), [(416, 704, "all"), (256, 384, "large"), (800, 1376, "small")]),
+        ((600, 1000), [(608, 1024, "all"), (256, 384, "large")]),  # too large to gain 1.5x under 1376
+        ((3024, 4032), [(1056, 1376, "all"), (288, 384, "large")]),  # a 12 MP photo: shrunk to the longest side
+        ((20000, 16), [(1376, 32, "all"), (384, 32, "large")]),  # absurd shapes still give valid strides
     ],
 )
-def test_plan_picks_sizes_by_the_photo(size: tuple[int, int], expected: list[tuple[int, int]]) -> None:
+def test_plan_picks_sizes_by_the_photo(size: tuple[int, int], expected: list[tuple[int, int, str]]) -> None:
     assert scales.plan(*size, max_side=1376) == expected
 
 
-def test_plan_without_coarse_pass() -> None:
-    assert scales.plan(800, 1360, 1376, coarse_side=0) == [(800, 1376)]
+def test_plan_without_coarse_or_small_pass() -> None:
+    assert scales.plan(800, 1360, 1376, coarse_side=0) == [(800, 1376, "all")]
+    assert scales.plan(400, 300, 1376, small_side=0) == [(416, 320, "all")]
+
+
+def test_small_pass_reports_only_small_signs() -> None:
+    """Enlarged, a close-up's large sign breaks into pieces; only boxes under 24 image px count."""
+    boxes = np.array([[0, 0, 12, 14], [0, 0, 23.5, 20], [0, 0, 24, 10], [0, 0, 200, 180]], np.float32)
+    kept, scores = scales.reported(
+        scales.Pass(800, 608, "small"), boxes, np.array([0.9, 0.8, 0.7, 0.6], np.float32), 400, 300
+    )
+    assert kept.tolist() == boxes[:2].tolist() and scores.tolist() == pytest.approx([0.9, 0.8])
+    fine = scales.Pass(416, 320)
+    assert len(scales.reported(fine, boxes, np.ones(4, np.float32), 400, 300)[0]) == 4
 
 
 def test_merge_keeps_the_better_box_of_a_sign_both_passes_saw() -> None:
@@ -57,8 +73,8 @@ def test_a_gtsdb_frame_costs_the_coarse_pass_no_extra_crops() -> None:
     for photo in sorted(PHOTOS.glob("*.jpg")):
         image = cv2.imread(str(photo))
         fine_pass, coarse_pass = detector.passes(*image.shape[:2])
-        fine, _ = detector._localise_at(image, *fine_pass)
-        assert len(detector._localise_at(image, *coarse_pass)[0]) > 0  # the coarse pass did find things
+        fine, _ = detector._localise_at(image, *fine_pass.shape)
+        assert len(detector._localise_at(image, *coarse_pass.shape)[0]) > 0  # the coarse pass did find things
         boxes, _ = detector.localise(image)
         assert {tuple(b) for b in boxes.tolist()} <= {tuple(b) for b in fine.tolist()}, photo.name
 
@@ -169,6 +185,6 @@ def test_letterbox_keeps_a_row_of_an_extreme_strip() -> None:
     from roadsigns.detector.preprocess import letterbox
 
     strip = np.full((16, 20000, 3), 200, np.uint8)
-    for height, width in scales.plan(16, 20000, 1376):
+    for height, width, _ in scales.plan(16, 20000, 1376):
         blob, box = letterbox(strip, height, width)
         assert blob.shape == (1, 3, height, width) and box.scale > 0

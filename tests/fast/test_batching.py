@@ -45,7 +45,7 @@ def _same(alone: list, batched: list, tolerance: float, class_tolerance: float |
 @pytest.mark.parametrize("backend", list(backends.REGISTRY))
 def test_a_batch_gives_each_photo_what_it_gets_alone(backend: str, photos: list[np.ndarray]) -> None:
     detector = SignDetector(backend=backend, device="cpu")
-    shapes = {shape for image in photos for shape in detector.passes(*image.shape[:2])}
+    shapes = {p.shape for image in photos for p in detector.passes(*image.shape[:2])}
     assert len(shapes) >= 4  # the batch really is grouped by shape, several photos to a group
     # OpenVINO's bfloat16 localiser sums a batch in another order than one photo: its boxes move by
     # fractions of a pixel, and a crop a pixel off moves the class probability by up to 0.06 here

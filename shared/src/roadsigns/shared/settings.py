@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     detector_imgsz: int = 1376  # longest side a photo runs at: larger ones are shrunk, smaller ones never enlarged
     detector_min_side: int = 320  # ... except thumbnails, enlarged to this long side
     detector_coarse_side: int = 384  # a second pass at this long side finds signs too large for the first (0: off)
+    # A small photo's extra pass for signs under 24 px: enlarged twice, up to this long side (0: off)
+    detector_small_side: int = 1376
     detector_conf: float = 0.05  # the localiser proposes boxes down to this score
     min_confidence: float = 0.25  # a sign is reported when localiser score x class probability reaches this
     crop_margin: float = 0.2  # crops are this much larger than the box on each side, in total

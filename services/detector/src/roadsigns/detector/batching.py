@@ -44,8 +44,8 @@ def _localise_groups(detector: SignDetector, images: Sequence[np.ndarray]) -> li
     plans = [detector.passes(*image.shape[:2]) for image in images]
     groups: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)  # shape -> (photo, pass)
     for i, plan in enumerate(plans):
-        for p, shape in enumerate(plan):
-            groups[shape].append((i, p))
+        for p, pass_ in enumerate(plan):
+            groups[pass_.shape].append((i, p))
     found: list[list[Boxes | None]] = [[None] * len(plan) for plan in plans]
     limit = max_batch(detector) or max(len(members) for members in groups.values())
     for (height, width), members in groups.items():
@@ -63,11 +63,10 @@ def localise_batch(detector: SignDetector, images: Sequence[np.ndarray]) -> list
     out = []
     for image, passes in zip(images, _localise_groups(detector, images), strict=True):
         height, width = image.shape[:2]
-        kept = []
-        for p, ((h, w), (boxes, scores)) in enumerate(zip(detector.passes(height, width), passes, strict=True)):
-            if p > 0:  # a coarse pass: only the large signs the fine pass may have missed
-                boxes, scores = scales.large_only(boxes, scores, min(h / height, w / width))
-            kept.append((boxes, scores))
+        kept = [
+            scales.reported(pass_, boxes, scores, height, width)
+            for pass_, (boxes, scores) in zip(detector.passes(height, width), passes, strict=True)
+        ]
         out.append(scales.merge([b for b, _ in kept], [s for _, s in kept]))
     return out
 

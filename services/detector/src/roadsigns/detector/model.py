@@ -82,16 +82,18 @@ class SignDetector:
         min_confidence: float = 0.25,
         min_side: int = 320,
         coarse_side: int = 384,
+        small_side: int = 1376,
     ) -> None:
         """`imgsz` is the longest side a photo is run at (larger ones are shrunk to it);
         `min_side` the shortest long side (thumbnails are enlarged to it); `coarse_side` the
-        long side of the extra pass for large signs in large photos (0: none). `backend`: a name
+        long side of the extra pass for large signs in large photos (0: none); `small_side` the most
+        a small photo is enlarged to for its extra pass for small signs (0: none). `backend`: a name
         `roadsigns.detector.backends` registers, or `auto`."""
         t0 = time.perf_counter()
         runtime = backends.load(backend, device)
         self.backend, self.device = runtime.name, runtime.device(device)
         self.conf, self.crop_scale, self.min_confidence = conf, crop_scale, min_confidence
-        self.imgsz, self.min_side, self.coarse_side = imgsz, min_side, coarse_side
+        self.imgsz, self.min_side, self.coarse_side, self.small_side = imgsz, min_side, coarse_side, small_side
         det_path = Path(detector_weights or shipped("roadsigns.detector", f"detector.{runtime.weights_ext}"))
         clf_path = Path(classifier_weights or shipped("roadsigns.detector", f"classifier.{runtime.weights_ext}"))
         self.localiser = runtime.localiser(det_path, self.device)
@@ -102,21 +104,19 @@ class SignDetector:
         self.detect(np.zeros((64, 64, 3), np.uint8))
         self.load_seconds = time.perf_counter() - t0
 
-    def passes(self, height: int, width: int) -> list[tuple[int, int]]:
-        """The (height, width) inputs one photo of this size runs at."""
+    def passes(self, height: int, width: int) -> list[scales.Pass]:
+        """The passes (graph inputs, and which of their boxes count) one photo of this size runs at."""
         if self.fixed_shape is not None:
-            return [self.fixed_shape]
-        return scales.plan(height, width, self.imgsz, self.min_side, self.coarse_side)
+            return [scales.Pass(*self.fixed_shape)]
+        return scales.plan(height, width, self.imgsz, self.min_side, self.coarse_side, self.small_side)
 
     def localise(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Boxes (N x 4, xyxy in image pixels) and localiser scores, best first, over every pass."""
         height, width = image_bgr.shape[:2]
         found = []
-        for i, (h, w) in enumerate(self.passes(height, width)):
-            boxes, scores = self._localise_at(image_bgr, h, w)
-            if i > 0:  # a coarse pass: only the large signs the fine pass may have missed
-                boxes, scores = scales.large_only(boxes, scores, min(h / height, w / width))
-            found.append((boxes, scores))
+        for p in self.passes(height, width):
+            boxes, scores = self._localise_at(image_bgr, p.height, p.width)
+            found.append(scales.reported(p, boxes, scores, height, width))
         return scales.merge([b for b, _ in found], [s for _, s in found])
 
     def _localise_at(self, image_bgr: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
