@@ -57,6 +57,43 @@ def test_merge_keeps_the_better_box_of_a_sign_both_passes_saw() -> None:
     assert boxes[1].tolist() == [12, 11, 51, 49]
 
 
+def test_combine_leaves_the_small_pass_boxes_for_the_classifier_to_settle() -> None:
+    """Fine and coarse boxes meet in NMS; the small pass's box of a sign the fine pass saw too stays
+    beside it, and `signs` keeps whichever the classifier makes the more confident."""
+    from roadsigns.detector.model import signs
+
+    plan = [scales.Pass(416, 704), scales.Pass(256, 384, "large"), scales.Pass(800, 1376, "small")]
+    fine = (np.array([[100, 100, 111, 111], [300, 50, 420, 170]], np.float32), np.array([0.79, 0.9], np.float32))
+    coarse = (np.array([[302, 52, 421, 168]], np.float32), np.array([0.7], np.float32))
+    small = (np.array([[100.5, 99.5, 111.5, 111], [500, 20, 510, 31]], np.float32), np.array([0.85, 0.6], np.float32))
+    boxes, scores = scales.combine(plan, [fine, coarse, small])
+    assert scores.tolist() == pytest.approx([0.9, 0.79, 0.85, 0.6])  # the coarse duplicate gone, the small ones kept
+    crops = [np.zeros((8, 8, 3), np.uint8)] * 4
+    probs = np.full((4, 43), 0.001, np.float32)
+    probs[0, 1], probs[1, 4], probs[2, 4], probs[3, 12] = 0.99, 0.95, 0.2, 0.9  # the small box's crop is doubted
+    found = signs(boxes, scores, crops, probs, 0.25)
+    assert [(f.class_id, round(f.confidence, 2)) for f in found] == [(4, 0.75), (1, 0.89), (12, 0.54)]
+    probs[1, 4], probs[2, 4] = 0.2, 0.95  # now the fine box's crop is the doubted one
+    assert [f.bbox[0] for f in signs(boxes, scores, crops, probs, 0.25)] == [100.5, 300, 500]
+
+
+def test_a_small_sign_both_passes_see_stays_found() -> None:
+    """Sample 00501 at half size: its two 10 px signs are seen by the fine and the small-sign pass.
+    One's small-pass box scores higher, but the classifier doubts its crop: ranked on the localiser's
+    score alone, that sign was lost."""
+    from roadsigns.detector.model import SignDetector
+
+    detector = SignDetector(backend="openvino")
+    image = cv2.resize(cv2.imread(str(PHOTOS / "00501.jpg")), None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    assert [p.reports for p in detector.passes(*image.shape[:2])] == ["all", "large", "small"]
+    found = detector.detect(image).signs
+    truth = read_gt(PHOTOS / "gt.txt")["00501.jpg"]
+    assert sum(1 for b in truth if (b.bottom - b.top) / 2 < 12) == 2
+    for b in truth:
+        half = tuple(v / 2 for v in b.xyxy)
+        assert any(iou(s.bbox, half) >= 0.5 and s.class_id == b.class_id for s in found), b
+
+
 def test_coarse_pass_reports_only_large_signs() -> None:
     """At 384/1360 a 100 px sign is 28 px in the coarse input: the fine pass's business."""
     boxes = np.array([[0, 0, 100, 90], [0, 0, 140, 120], [0, 0, 30, 600]], np.float32)

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from roadsigns.detector import scales
-from roadsigns.detector.model import DetectorOutput, Found, SignDetector, square_crop
+from roadsigns.detector.model import DetectorOutput, SignDetector, signs, square_crop
 from roadsigns.detector.preprocess import decode_yolo, letterbox
 
 Boxes = tuple[np.ndarray, np.ndarray]  # N x 4 xyxy in image pixels, N scores
@@ -63,11 +63,12 @@ def localise_batch(detector: SignDetector, images: Sequence[np.ndarray]) -> list
     out = []
     for image, passes in zip(images, _localise_groups(detector, images), strict=True):
         height, width = image.shape[:2]
+        plan = detector.passes(height, width)
         kept = [
             scales.reported(pass_, boxes, scores, height, width)
-            for pass_, (boxes, scores) in zip(detector.passes(height, width), passes, strict=True)
+            for pass_, (boxes, scores) in zip(plan, passes, strict=True)
         ]
-        out.append(scales.merge([b for b, _ in kept], [s for _, s in kept]))
+        out.append(scales.combine(plan, kept))
     return out
 
 
@@ -94,14 +95,7 @@ def detect_batch(
     timings = {"detect_ms": (t1 - t0) * 1000, "classify_ms": (t2 - t1) * 1000}
     outputs, offset = [], 0
     for boxes, confs, crops in per_photo:
-        found = []
-        for box, conf, crop, p in zip(boxes, confs, crops, probs[offset : offset + len(crops)], strict=True):
-            cls = int(p.argmax())
-            x1, y1, x2, y2 = (float(v) for v in box)
-            sign = Found((x1, y1, x2, y2), float(conf), cls, float(p[cls]), crop)
-            if sign.confidence >= floor:
-                found.append(sign)
+        found = signs(boxes, confs, crops, probs[offset : offset + len(crops)], floor)
         offset += len(crops)
-        found.sort(key=lambda f: (f.bbox[0], f.bbox[1]))
         outputs.append(DetectorOutput(found, dict(timings)))
     return outputs

@@ -111,13 +111,14 @@ class SignDetector:
         return scales.plan(height, width, self.imgsz, self.min_side, self.coarse_side, self.small_side)
 
     def localise(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Boxes (N x 4, xyxy in image pixels) and localiser scores, best first, over every pass."""
+        """Boxes (N x 4, xyxy in image pixels) and localiser scores over every pass (`scales.combine`:
+        a small sign may have a box from the small-sign pass beside its fine one, for `detect` to settle)."""
         height, width = image_bgr.shape[:2]
-        found = []
-        for p in self.passes(height, width):
+        passes, found = self.passes(height, width), []
+        for p in passes:
             boxes, scores = self._localise_at(image_bgr, p.height, p.width)
             found.append(scales.reported(p, boxes, scores, height, width))
-        return scales.merge([b for b, _ in found], [s for _, s in found])
+        return scales.combine(passes, found)
 
     def _localise_at(self, image_bgr: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
         blob, box = letterbox(image_bgr, height, width)
@@ -155,12 +156,24 @@ class SignDetector:
         crops = [square_crop(image_bgr, tuple(b), self.crop_scale) for b in boxes]
         probs = self.classify(crops)
         t2 = time.perf_counter()
-        found = []
-        for box, conf, crop, p in zip(boxes, confs, crops, probs, strict=True):
-            cls = int(p.argmax())
-            x1, y1, x2, y2 = (float(v) for v in box)
-            sign = Found((x1, y1, x2, y2), float(conf), cls, float(p[cls]), crop)
-            if sign.confidence >= floor:
-                found.append(sign)
-        found.sort(key=lambda f: (f.bbox[0], f.bbox[1]))
+        found = signs(boxes, confs, crops, probs, floor)
         return DetectorOutput(found, {"detect_ms": (t1 - t0) * 1000, "classify_ms": (t2 - t1) * 1000})
+
+
+def signs(
+    boxes: np.ndarray, scores: np.ndarray, crops: list[np.ndarray], probs: np.ndarray, floor: float
+) -> list[Found]:
+    """One photo's classified proposals -> its signs: where two overlap (a small sign's fine and
+    small-pass boxes, `scales.combine`) the more confident stays; then those reaching `floor`,
+    left to right. Other proposals never overlap by then (the passes' NMS), so this changes nothing
+    for them."""
+    candidates = []
+    for box, score, crop, p in zip(boxes, scores, crops, probs, strict=True):
+        cls = int(p.argmax())
+        x1, y1, x2, y2 = (float(v) for v in box)
+        candidates.append(Found((x1, y1, x2, y2), float(score), cls, float(p[cls]), crop))
+    confidence = np.array([s.confidence for s in candidates], np.float32)
+    kept = [candidates[i] for i in scales.nms(np.asarray(boxes, np.float32).reshape(-1, 4), confidence)]
+    found = [s for s in kept if s.confidence >= floor]
+    found.sort(key=lambda f: (f.bbox[0], f.bbox[1]))
+    return found

@@ -16,11 +16,13 @@ its sign became 200-1,100 px, far beyond anything the localiser learned. Instead
   more crop to classify and a chance of a false report);
 - a **small pass** runs a small photo enlarged (at most `SMALL_ZOOM` times, up to
   `small_side`) and reports only signs under `SMALL_MAX_PX` image pixels: a 12 px sign
-  is barely a feature at the localiser's stride, and twice the size it is found. Held-out
+  spans a cell and a half of the localiser's finest grid (stride 8), and twice the size it is found. Held-out
   GTSDB photos at half size lost 9 % of their signs, nearly all under 24 px; with this
   pass 5 %. It reports only small signs because an enlarged close-up's large sign breaks
   into pieces that came back as false signs (enlarging the whole fine pass did that);
-- every pass's boxes meet in one class-agnostic NMS, best score first.
+- the fine and coarse passes' boxes meet in one class-agnostic NMS, best score first; the
+  small pass's boxes join them unmerged (`combine`), for the classifier's confidence to
+  settle a sign both boxed (`roadsigns.detector.model.signs`).
 
 Sides are rounded up to the network's stride (32); the padding is the only change.
 """
@@ -117,9 +119,37 @@ def merge(boxes: list[np.ndarray], scores: list[np.ndarray], iou: float = 0.5) -
     all_scores = np.concatenate(scores).astype(np.float32)
     if len(all_boxes) == 0:
         return all_boxes.reshape(0, 4), all_scores
-    xywh = np.stack(
-        [all_boxes[:, 0], all_boxes[:, 1], all_boxes[:, 2] - all_boxes[:, 0], all_boxes[:, 3] - all_boxes[:, 1]], 1
-    )
-    keep = np.asarray(cv2.dnn.NMSBoxes(xywh.tolist(), all_scores.tolist(), 0.0, iou), np.int64).reshape(-1)
-    keep = keep[np.argsort(-all_scores[keep])]
+    keep = nms(all_boxes, all_scores, iou)
     return all_boxes[keep], all_scores[keep]
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float = 0.5) -> np.ndarray:
+    """Indices of the boxes (N x 4 xyxy) that no better-scored box overlaps by more than `iou`, best first."""
+    if len(boxes) == 0:
+        return np.zeros(0, np.int64)
+    xywh = np.stack([boxes[:, 0], boxes[:, 1], boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], 1)
+    keep = np.asarray(cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), 0.0, iou), np.int64).reshape(-1)
+    return keep[np.argsort(-scores[keep], kind="stable")]
+
+
+def combine(passes: list[Pass], found: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """One photo's proposals from its passes' reported boxes: the fine and coarse passes merged by
+    NMS on the localiser's score, then the small pass's boxes, unmerged.
+
+    A small sign both the fine and the small pass see is settled after classification, on the
+    sign's confidence (`SignDetector.detect`): the pass whose box scores higher is not always the
+    one whose crop the classifier is sure of. On the score alone, 11 px signs found by the fine
+    pass were lost to a better-scored small-pass box whose crop the classifier doubted; on the
+    fine pass's priority, small signs whose fine box was the poorer one were lost.
+    """
+    small = [f for p, f in zip(passes, found, strict=True) if p.reports == "small"]
+    boxes, scores = merge(
+        [f[0] for p, f in zip(passes, found, strict=True) if p.reports != "small"],
+        [f[1] for p, f in zip(passes, found, strict=True) if p.reports != "small"],
+    )
+    if not small:
+        return boxes, scores
+    return (
+        np.concatenate([boxes, *(b for b, _ in small)]).astype(np.float32),
+        np.concatenate([scores, *(s for _, s in small)]).astype(np.float32),
+    )
