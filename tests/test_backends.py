@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from roadsigns.detector import backends
+from roadsigns.detector import backends, scales
 from roadsigns.detector.model import SignDetector
 from roadsigns.detector.preprocess import Letterbox, decode_yolo, letterbox, to_blob
 from roadsigns.detector.service import build_detector
@@ -165,3 +165,29 @@ def test_openvino_compiles_a_graph_for_each_shape_it_keeps_meeting() -> None:
     graph(b), graph(b), graph(c), graph(c)
     assert list(graph.static) == [b.shape, c.shape]  # a's graph was the least recently used
     assert graph(a).shape == first.shape and list(graph.static) == [c.shape, a.shape]
+
+
+def test_openvino_threads_are_unpinned_and_answer_as_pinned_ones(
+    photos: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every graph, dynamic or static, leaves its threads free to move between cores (issue 14: a
+    pinned thread cannot leave a core another process took); its answers stay bit for bit those of
+    OpenVINO's default, pinned threads."""
+    from roadsigns.detector.backends import openvino
+
+    path = shipped("roadsigns.detector", "detector.onnx")
+    fine = {name: scales.plan(image.shape[0], image.shape[1], 1376)[0] for name, image in photos.items()}
+    blobs = [letterbox(photos[name], *p.shape)[0] for name, p in fine.items()]  # each photo at its fine pass
+
+    def answers() -> tuple[openvino.OpenVinoGraph, list[np.ndarray]]:
+        graph = openvino.OpenVinoGraph(path, "cpu", static_shapes=1)
+        return graph, [graph(blob) for blob in blobs for _ in range(2)]  # dynamic, then the shape's own graph
+
+    unpinned, unpinned_answers = answers()
+    monkeypatch.setattr(openvino, "CONFIG", {**openvino.CONFIG, "ENABLE_CPU_PINNING": True})
+    pinned, pinned_answers = answers()
+    assert all(np.array_equal(a, b) for a, b in zip(unpinned_answers, pinned_answers, strict=True))
+    assert unpinned.static and pinned.static
+    for graph, pinning in ((unpinned, False), (pinned, True)):
+        for compiled in (graph.compiled, *graph.static.values()):
+            assert compiled.get_property("ENABLE_CPU_PINNING") is pinning

@@ -23,7 +23,14 @@ from roadsigns.detector.backends import Backend, fixed_shape
 
 # Each static graph holds its own activations: 30 MB (256x384) to 80 MB (1376x1024) here.
 STATIC_SHAPES = 4
-CONFIG = {"PERFORMANCE_HINT": "LATENCY"}
+# One stream on every core (LATENCY), its threads left unpinned: OpenVINO pins them to cores by
+# default on Linux, and where other processes share those cores (the OCR pool, the tracker, the
+# gateway beside a detector worker; any neighbour of the CLI) a pinned thread that lost its core
+# cannot move to the free one while its partner waits for its share of each layer. Unpinned, the
+# same work and the same results cost less CPU (issue 14: the queued detector process 188 -> 167 ms
+# a photo, the bare pipeline 183 -> 164, medians of alternating runs; README "The pipeline, bare
+# and queued").
+CONFIG = {"PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False}
 
 
 class OpenVinoGraph:
