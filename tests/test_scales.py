@@ -94,6 +94,38 @@ def test_a_small_sign_both_passes_see_stays_found() -> None:
         assert any(iou(s.bbox, half) >= 0.5 and s.class_id == b.class_id for s in found), b
 
 
+def test_video_frames_run_the_small_sign_pass_only_when_asked(tmp_path: Path) -> None:
+    """A video's 800x470 frames would get the small-sign pass, at half the rate; a distant sign is
+    seen larger a few frames later, so `detect_frames` leaves it out unless told
+    (ROADSIGNS_VIDEO_SMALL_SIGNS)."""
+    from roadsigns.detector.model import SignDetector
+    from roadsigns.detector.video import detect_frames
+    from roadsigns.shared.settings import Settings
+    from tests.test_video import write_video
+
+    assert Settings().video_small_signs is False
+    detector = SignDetector(backend="openvino")
+    assert [p.reports for p in detector.passes(470, 800)] == ["all", "large", "small"]
+    assert [p.reports for p in detector.passes(470, 800, small=False)] == ["all", "large"]
+    small_pass = detector.passes(470, 800)[-1].shape
+    video = write_video(tmp_path / "clip.mp4", PHOTOS / "00330.jpg", seconds=1.0, fps=5.0)
+    shapes: list[tuple[int, ...]] = []
+    run = detector.localiser
+
+    def recorded(blob: np.ndarray) -> np.ndarray:
+        shapes.append(tuple(blob.shape[2:]))
+        return run(blob)
+
+    detector.localiser = recorded  # type: ignore[assignment]
+    without = detect_frames(video, detector, fps=5.0)
+    assert shapes and small_pass not in shapes
+    shapes.clear()
+    with_small = detect_frames(video, detector, fps=5.0, small_signs=True)
+    assert small_pass in shapes
+    assert len(without.frames) == len(with_small.frames) == 5
+    assert any(frame.signs for frame in without.frames)
+
+
 def test_coarse_pass_reports_only_large_signs() -> None:
     """At 384/1360 a 100 px sign is 28 px in the coarse input: the fine pass's business."""
     boxes = np.array([[0, 0, 100, 90], [0, 0, 140, 120], [0, 0, 30, 600]], np.float32)

@@ -147,6 +147,9 @@ class Settings(BaseSettings):
     # A video longer than this is split into segments of about this many seconds, which the detector
     # pool's workers detect at once; the last to finish tracks them all (roadsigns.detector.worker). 0: one task.
     video_segment_s: float = Field(10.0, ge=0)
+    # A video's frames run the detector's small-sign pass too (detector_small_side): off, because it
+    # halves the rate on small frames, and a sign too small in one frame is seen larger a few later.
+    video_small_signs: bool = False
     # POST /jobs refuses (4xx) a video larger, longer, or with more frames to analyse (duration x fps) than these.
     video_max_upload_bytes: int = Field(200 * 1024 * 1024, gt=0)
     video_max_duration_s: float = Field(600.0, gt=0)

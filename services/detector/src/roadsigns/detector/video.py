@@ -204,16 +204,21 @@ def detect_frames(
     min_confidence: float | None = None,
     min_class_probability: float | None = None,
     progress: Callable[[int, int], None] | None = None,
+    small_signs: bool | None = None,
 ) -> SegmentDetections:
     """The detector on the sampled frames of the video at `path` from `start_s` to `end_s` (none:
     to the end; `sample_frames`' grid, the whole video's). A detection is kept as for a photo
     (`detect_job`): when the confidence the reader could give it reaches `min_confidence` (default
     the detector's); `min_class_probability` defaults to the settings'. `progress(done, total)`
     after each frame: the range's frames done, and the whole video's estimated from its container
-    (never less than `done`)."""
+    (never less than `done`). `small_signs` (default `ROADSIGNS_VIDEO_SMALL_SIGNS`, off) runs the
+    small-sign pass on frames small enough for it: it halves the rate on 800x470 frames, and a
+    sign too small in one frame is usually seen larger a few frames later."""
     floor = detector.min_confidence if min_confidence is None else min_confidence
     if min_class_probability is None:
         min_class_probability = get_settings().open_set_min_probability
+    if small_signs is None:
+        small_signs = get_settings().video_small_signs
     info = probe(path)
     expected = expected_frames(info, fps)
     frames: list[FrameSightings] = []
@@ -229,7 +234,7 @@ def detect_frames(
                 sharpness=sharpness(f.crop),
                 crop_png_b64=encode_png_b64(f.crop),
             )
-            for f in detector.detect(frame, 0.0, min_score=floor).signs
+            for f in detector.detect(frame, 0.0, min_score=floor, small=small_signs).signs
             if openset.best_confidence(f.class_id, f.detector_confidence, f.class_probability, min_class_probability)
             >= floor
         ]
