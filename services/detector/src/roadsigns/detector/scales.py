@@ -142,11 +142,9 @@ def combine(passes: list[Pass], found: list[tuple[np.ndarray, np.ndarray]]) -> t
     pass were lost to a better-scored small-pass box whose crop the classifier doubted; on the
     fine pass's priority, small signs whose fine box was the poorer one were lost.
     """
+    merged = [f for p, f in zip(passes, found, strict=True) if p.reports != "small"]
     small = [f for p, f in zip(passes, found, strict=True) if p.reports == "small"]
-    boxes, scores = merge(
-        [f[0] for p, f in zip(passes, found, strict=True) if p.reports != "small"],
-        [f[1] for p, f in zip(passes, found, strict=True) if p.reports != "small"],
-    )
+    boxes, scores = merge([b for b, _ in merged], [s for _, s in merged])
     if not small:
         return boxes, scores
     return (
