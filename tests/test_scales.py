@@ -33,6 +33,19 @@ def test_plan_picks_sizes_by_the_photo(size: tuple[int, int], expected: list[tup
     assert scales.plan(*size, max_side=1376) == expected
 
 
+def test_photos_run_at_up_to_2048_px_and_dashcam_frames_as_before() -> None:
+    """The service's longest side is 2048: a larger camera's photo keeps its small signs' pixels
+    (the `large` evaluation set), while a GTSDB frame and anything smaller plan as at 1376."""
+    from roadsigns.shared.settings import Settings
+
+    assert Settings().detector_imgsz == 2048
+    assert scales.plan(1600, 2720, 2048) == [(1216, 2048, "all"), (256, 384, "large")]  # a 2x2 mosaic of frames
+    assert scales.plan(1226, 2064, 2048) == [(1248, 2048, "all"), (256, 384, "large")]
+    assert scales.plan(3024, 4032, 2048) == [(1536, 2048, "all"), (288, 384, "large")]  # a 12 MP phone photo
+    for size in ((800, 1360), (400, 300), (400, 680), (600, 1000)):
+        assert scales.plan(*size, 2048) == scales.plan(*size, 1376), size
+
+
 def test_plan_without_coarse_or_small_pass() -> None:
     assert scales.plan(800, 1360, 1376, coarse_side=0) == [(800, 1376, "all")]
     assert scales.plan(400, 300, 1376, small_side=0) == [(416, 320, "all")]
@@ -124,6 +137,11 @@ def test_video_frames_run_the_small_sign_pass_only_when_asked(tmp_path: Path) ->
     assert small_pass in shapes
     assert len(without.frames) == len(with_small.frames) == 5
     assert any(frame.signs for frame in without.frames)
+    # Frames larger than ROADSIGNS_VIDEO_IMGSZ are shrunk to it, where a photo runs at up to 2048.
+    assert Settings().video_imgsz == 1376 < detector.imgsz
+    shapes.clear()
+    detect_frames(video, detector, fps=5.0, max_side=640)
+    assert (384, 640) in shapes and (480, 800) not in shapes
 
 
 def test_coarse_pass_reports_only_large_signs() -> None:
@@ -197,7 +215,7 @@ def test_ood_sets_are_valid_gtsdb_folders(tmp_path: Path) -> None:
 
     gt = read_gt(PHOTOS / "gt.txt")
     summary = ood_sets(PHOTOS, gt, sorted(gt), tmp_path, seed=1)
-    assert set(summary) == {"zoomed", "downscaled", "pasted"}
+    assert set(summary) == {"zoomed", "downscaled", "pasted", "large"}
     for name, counts in summary.items():
         folder = tmp_path / name
         boxes = read_gt(folder / "gt.txt")  # parses: the CLI's own reader
@@ -209,6 +227,22 @@ def test_ood_sets_are_valid_gtsdb_folders(tmp_path: Path) -> None:
     full = sorted(b.bottom - b.top for v in gt.values() for b in v)
     half = sorted(b.bottom - b.top for v in read_gt(tmp_path / "downscaled" / "gt.txt").values() for b in v)
     assert np.allclose(np.array(half), np.array(full) / 2, atol=1)
+    # The first four photos side by side, 2x2, at their own resolution: each sign where its photo
+    # was put, the same pixels (JPEG aside).
+    names = sorted(gt)[:4]
+    assert summary["large"] == {"images": 1, "signs": sum(len(gt[n]) for n in names)}
+    ((mosaic_name, mosaic),) = read_gt(tmp_path / "large" / "gt.txt").items()
+    image = cv2.imread(str(tmp_path / "large" / "images" / mosaic_name)).astype(np.int16)
+    assert image.shape == (1600, 2720, 3)
+    placed = []
+    for k, name in enumerate(names):
+        x0, y0 = 1360 * (k % 2), 800 * (k // 2)
+        photo = cv2.imread(str(PHOTOS / name)).astype(np.int16)
+        for b in gt[name]:
+            placed.append((b.left + x0, b.top + y0, b.right + x0, b.bottom + y0, b.class_id))
+            sign = image[b.top + y0 : b.bottom + y0 + 1, b.left + x0 : b.right + x0 + 1]
+            assert np.abs(sign - photo[b.top : b.bottom + 1, b.left : b.right + 1]).mean() < 6
+    assert sorted(placed) == sorted((b.left, b.top, b.right, b.bottom, b.class_id) for b in mosaic)
 
 
 def _close_up(name: str, box: tuple[int, int, int, int], fill: float) -> tuple[np.ndarray, tuple[int, ...]]:

@@ -57,7 +57,10 @@ class Settings(BaseSettings):
     backend: str = "auto"
     detector_weights: Path | None = None  # default: the shipped file
     classifier_weights: Path | None = None
-    detector_imgsz: int = 1376  # longest side a photo runs at: larger ones are shrunk, smaller ones never enlarged
+    # Longest side a photo runs at: larger ones are shrunk, smaller ones never enlarged. 2048, not a
+    # dashcam frame's 1376: a larger camera's small signs would shrink with the photo (README "Photos
+    # of every size", the `large` set).
+    detector_imgsz: int = 2048
     detector_min_side: int = 320  # ... except thumbnails, enlarged to this long side
     detector_coarse_side: int = 384  # a second pass at this long side finds signs too large for the first (0: off)
     # A small photo's extra pass for signs under 24 px: enlarged twice, up to this long side (0: off)
@@ -150,6 +153,9 @@ class Settings(BaseSettings):
     # A video's frames run the detector's small-sign pass too (detector_small_side): off, because it
     # halves the rate on small frames, and a sign too small in one frame is seen larger a few later.
     video_small_signs: bool = False
+    # ... and a video frame's longest side is at most this (detector_imgsz is a photo's): a 1920x1080
+    # frame at its own size costs twice as much, and its small signs are seen larger a few frames later.
+    video_imgsz: int = Field(1376, ge=32)
     # POST /jobs refuses (4xx) a video larger, longer, or with more frames to analyse (duration x fps) than these.
     video_max_upload_bytes: int = Field(200 * 1024 * 1024, gt=0)
     video_max_duration_s: float = Field(600.0, gt=0)

@@ -89,7 +89,7 @@ def crop_split(data: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 def write_heldout(data: dict[str, Any], out: Path) -> dict[str, Any]:
     """The held-out evaluation set in the CLI's formats: OUT/images, OUT/gt.txt, OUT/gtsrb-val.npz,
-    and the out-of-domain sets OUT/ood/{zoomed,downscaled,pasted}/ (`scenes.ood_sets`).
+    and the out-of-domain sets OUT/ood/{zoomed,downscaled,pasted,large}/ (`scenes.ood_sets`).
 
     The same split training uses (same config, same seed), so these photos and crops never
     reached training; `roadsigns evaluate` then measures on them.
@@ -106,7 +106,7 @@ def write_heldout(data: dict[str, Any], out: Path) -> dict[str, Any]:
     (out / "gt.txt").write_text("\n".join(gt_lines) + "\n")
     images, labels, _, val_idx = crop_split(data)
     np.savez(out / "gtsrb-val.npz", images=images[val_idx], labels=labels[val_idx])
-    # Out-of-domain sets from the same held-out photos: close-ups, a smaller camera, foreign faces.
+    # Out-of-domain sets from the same held-out photos: close-ups, a smaller camera, foreign faces, a larger camera.
     ood = ood_sets(images_dir, read_gt(Path(data["gtsdb_gt"])), val_names, out / "ood", int(data["seed"]))
     return {
         "photos": len(val_names),

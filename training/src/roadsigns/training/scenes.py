@@ -491,7 +491,10 @@ def ood_sets(images_dir: Path, gt: dict[str, list[Box]], names: list[str], out_r
     - `zoomed`: one view per held-out sign, the sign filling 5-60 % of the height (close-ups);
     - `downscaled`: every held-out photo at half size (a lower-resolution camera: smaller signs);
     - `pasted`: held-out photos with speed limits and STOP signs of the 43 classes drawn in a face
-      no model is trained on, at 12 px to 90 % of the height.
+      no model is trained on, at 12 px to 90 % of the height;
+    - `large`: four held-out photos at a time side by side, 2x2 (2720x1600 from GTSDB's frames): a
+      high-resolution camera whose signs are as few pixels high as GTSDB's, which a detector that
+      shrinks large photos to a dashcam frame's size halves.
     """
     from roadsigns.shared import classes
 
@@ -503,7 +506,9 @@ def ood_sets(images_dir: Path, gt: dict[str, list[Box]], names: list[str], out_r
         cls, text = known[int(rng.integers(0, len(known)))]
         return render("stop" if text == "STOP" else "speed", rng, font_dir, text, duplex_glyphs), cls
 
-    zoomed, downscaled, pasted = [], [], []
+    zoomed, downscaled, pasted, large = [], [], [], []
+    for k in range(0, len(names) - 3, 4):
+        large.append((f"large_{k // 4:03d}.jpg", _mosaic(images_dir, names[k : k + 4], gt)))
     for name in names:
         image = cv2.imread(str(images_dir / name))
         if image is None:
@@ -520,8 +525,25 @@ def ood_sets(images_dir: Path, gt: dict[str, list[Box]], names: list[str], out_r
         pasted.append((f"{stem}.jpg", pasted_scene(image, boxes, rng, draw, most=2)))
     return {
         label: _write_gtsdb(items, out_root / label)
-        for label, items in (("zoomed", zoomed), ("downscaled", downscaled), ("pasted", pasted))
+        for label, items in (("zoomed", zoomed), ("downscaled", downscaled), ("pasted", pasted), ("large", large))
     }
+
+
+def _mosaic(images_dir: Path, names: list[str], gt: dict[str, list[Box]]) -> Scene:
+    """Four photos of one size in a 2x2 grid, at their own resolution, with their signs' boxes."""
+    tiles = [cv2.imread(str(images_dir / name)) for name in names]
+    if any(t is None or t.shape != tiles[0].shape for t in tiles):
+        raise ValueError(f"cannot read {names} in {images_dir} as four photos of one size")
+    h, w = tiles[0].shape[:2]
+    canvas = np.zeros((2 * h, 2 * w, 3), np.uint8)
+    boxes, classes = [], []
+    for i, (name, tile) in enumerate(zip(names, tiles, strict=True)):
+        y0, x0 = (i // 2) * h, (i % 2) * w
+        canvas[y0 : y0 + h, x0 : x0 + w] = tile
+        for b in gt.get(name, []):
+            boxes.append((float(b.left + x0), float(b.top + y0), float(b.right + 1 + x0), float(b.bottom + 1 + y0)))
+            classes.append(b.class_id)
+    return Scene(canvas, boxes, classes)
 
 
 def _halve(b: Box) -> Box:

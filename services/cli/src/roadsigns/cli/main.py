@@ -400,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
-        p.add_argument("--imgsz", type=int, help="longest side a photo runs at (default 1376)")
+        p.add_argument("--imgsz", type=int, help="longest side a photo runs at (default 2048)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         p.add_argument("--no-ocr", action="store_true", help="skip reading text")
 
@@ -476,7 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--force", action="store_true", help="move the alias even if refused (logged as forced)")
     pr.add_argument("--tracking-uri", help="the registry (default ROADSIGNS_MLFLOW_TRACKING_URI, MLFLOW_TRACKING_URI)")
     pr.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
-    pr.add_argument("--imgsz", type=int, help="longest side a photo runs at (default 1376)")
+    pr.add_argument("--imgsz", type=int, help="longest side a photo runs at (default 2048)")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.set_defaults(func=cmd_promote)
 

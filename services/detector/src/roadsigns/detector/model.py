@@ -74,7 +74,7 @@ class SignDetector:
         detector_weights: Path | None = None,
         classifier_weights: Path | None = None,
         device: str = "auto",
-        imgsz: int = 1376,
+        imgsz: int = 2048,
         conf: float = 0.05,
         crop_scale: float = 1.2,
         versions: dict[str, str] | None = None,
@@ -104,19 +104,22 @@ class SignDetector:
         self.detect(np.zeros((64, 64, 3), np.uint8))
         self.load_seconds = time.perf_counter() - t0
 
-    def passes(self, height: int, width: int, small: bool = True) -> list[scales.Pass]:
+    def passes(self, height: int, width: int, small: bool = True, max_side: int | None = None) -> list[scales.Pass]:
         """The passes (graph inputs, and which of their boxes count) one photo of this size runs at;
-        `small` False: never the small-sign pass."""
+        `small` False: never the small-sign pass; `max_side` a longest side for this photo other than
+        `imgsz` (a video's frames: `detect_frames`)."""
         if self.fixed_shape is not None:
             return [scales.Pass(*self.fixed_shape)]
         small_side = self.small_side if small else 0
-        return scales.plan(height, width, self.imgsz, self.min_side, self.coarse_side, small_side)
+        return scales.plan(height, width, max_side or self.imgsz, self.min_side, self.coarse_side, small_side)
 
-    def localise(self, image_bgr: np.ndarray, small: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def localise(
+        self, image_bgr: np.ndarray, small: bool = True, max_side: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Boxes (N x 4, xyxy in image pixels) and localiser scores over every pass (`scales.combine`:
         a small sign may have a box from the small-sign pass beside its fine one, for `detect` to settle)."""
         height, width = image_bgr.shape[:2]
-        passes, found = self.passes(height, width, small), []
+        passes, found = self.passes(height, width, small, max_side), []
         for p in passes:
             boxes, scores = self._localise_at(image_bgr, p.height, p.width)
             found.append(scales.reported(p, boxes, scores, height, width))
@@ -144,6 +147,7 @@ class SignDetector:
         min_confidence: float | None = None,
         min_score: float | None = None,
         small: bool = True,
+        max_side: int | None = None,
     ) -> DetectorOutput:
         """The signs whose confidence (localiser score x class probability) reaches `min_confidence`
         (default the detector's).
@@ -152,11 +156,12 @@ class SignDetector:
         It defaults to the confidence floor, which no such proposal can reach (a probability is at
         most 1). The services pass it apart: they keep an unsure class at its localiser score
         (roadsigns.shared.openset.best_confidence), so ask for every confidence above the score floor.
-        `small` False leaves out the small-sign pass (a video's frames: `detect_frames`).
+        `small` False leaves out the small-sign pass, and `max_side` shrinks photos larger than it
+        instead of `imgsz` (a video's frames: `detect_frames`).
         """
         floor = self.min_confidence if min_confidence is None else min_confidence
         t0 = time.perf_counter()
-        boxes, confs = self.localise(image_bgr, small)
+        boxes, confs = self.localise(image_bgr, small, max_side)
         keep = confs >= (floor if min_score is None else min_score)
         boxes, confs = boxes[keep], confs[keep]
         t1 = time.perf_counter()

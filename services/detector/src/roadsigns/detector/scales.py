@@ -4,8 +4,10 @@ A fixed graph input (the old 832x1376) blew a 300x400 phone photo up 3.4 times, 
 its sign became 200-1,100 px, far beyond anything the localiser learned. Instead:
 
 - the **fine pass** runs the photo at its own resolution, shrunk only when its long side
-  exceeds `max_side` (the 1376 px that keep GTSDB's 16 px signs findable), and enlarged
-  only up to `min_side` for thumbnails;
+  exceeds `max_side`, and enlarged only up to `min_side` for thumbnails. The service's
+  `max_side` is 2048, not the 1376 of a GTSDB frame: a larger camera's far signs are as few
+  pixels high as GTSDB's, and shrinking its photo to 1376 lost them (the `large` evaluation
+  set: 2x2 mosaics of GTSDB frames);
 - a **coarse pass** runs a copy shrunk to `coarse_side` when the fine pass is much larger
   than that: a sign filling a 2,000 px photo is 2,000 px in the fine pass, larger than
   any sign the localiser learned, and a few hundred in the coarse one;

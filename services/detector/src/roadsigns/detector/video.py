@@ -205,6 +205,7 @@ def detect_frames(
     min_class_probability: float | None = None,
     progress: Callable[[int, int], None] | None = None,
     small_signs: bool | None = None,
+    max_side: int | None = None,
 ) -> SegmentDetections:
     """The detector on the sampled frames of the video at `path` from `start_s` to `end_s` (none:
     to the end; `sample_frames`' grid, the whole video's). A detection is kept as for a photo
@@ -213,12 +214,17 @@ def detect_frames(
     after each frame: the range's frames done, and the whole video's estimated from its container
     (never less than `done`). `small_signs` (default `ROADSIGNS_VIDEO_SMALL_SIGNS`, off) runs the
     small-sign pass on frames small enough for it: it halves the rate on 800x470 frames, and a
-    sign too small in one frame is usually seen larger a few frames later."""
+    sign too small in one frame is usually seen larger a few frames later. For the same reason a
+    frame larger than `max_side` (default `ROADSIGNS_VIDEO_IMGSZ`, 1376) is shrunk to it, where a
+    photo runs at up to `ROADSIGNS_DETECTOR_IMGSZ` (2048): a 1920x1080 frame at its own size would
+    cost twice as much."""
     floor = detector.min_confidence if min_confidence is None else min_confidence
     if min_class_probability is None:
         min_class_probability = get_settings().open_set_min_probability
     if small_signs is None:
         small_signs = get_settings().video_small_signs
+    if max_side is None:
+        max_side = get_settings().video_imgsz
     info = probe(path)
     expected = expected_frames(info, fps)
     frames: list[FrameSightings] = []
@@ -234,7 +240,7 @@ def detect_frames(
                 sharpness=sharpness(f.crop),
                 crop_png_b64=encode_png_b64(f.crop),
             )
-            for f in detector.detect(frame, 0.0, min_score=floor, small=small_signs).signs
+            for f in detector.detect(frame, 0.0, min_score=floor, small=small_signs, max_side=max_side).signs
             if openset.best_confidence(f.class_id, f.detector_confidence, f.class_probability, min_class_probability)
             >= floor
         ]
