@@ -87,7 +87,9 @@ heldout: setup ## write the held-out evaluation set (the split make train keeps 
 evaluate: heldout ## the README's accuracy figures: the evaluation CLI on the held-out set and its out-of-domain sets
 	$(BIN)/roadsigns evaluate detection --images .train/heldout/images --gt .train/heldout/gt.txt
 	$(BIN)/roadsigns evaluate classification --npz .train/heldout/gtsrb-val.npz
-	for set in zoomed downscaled pasted large; do \
+	@echo "== out of domain: the same crops, yellow-faced"
+	$(BIN)/roadsigns evaluate classification --npz .train/heldout/ood/gtsrb-val-yellow.npz
+	for set in zoomed downscaled pasted large yellow; do \
 		echo "== out of domain: $$set"; \
 		$(BIN)/roadsigns evaluate detection --quiet --images .train/heldout/ood/$$set/images --gt .train/heldout/ood/$$set/gt.txt; \
 	done

@@ -215,7 +215,7 @@ def test_ood_sets_are_valid_gtsdb_folders(tmp_path: Path) -> None:
 
     gt = read_gt(PHOTOS / "gt.txt")
     summary = ood_sets(PHOTOS, gt, sorted(gt), tmp_path, seed=1)
-    assert set(summary) == {"zoomed", "downscaled", "pasted", "large"}
+    assert set(summary) == {"zoomed", "downscaled", "pasted", "large", "yellow"}
     for name, counts in summary.items():
         folder = tmp_path / name
         boxes = read_gt(folder / "gt.txt")  # parses: the CLI's own reader
@@ -243,6 +243,29 @@ def test_ood_sets_are_valid_gtsdb_folders(tmp_path: Path) -> None:
             sign = image[b.top + y0 : b.bottom + y0 + 1, b.left + x0 : b.right + x0 + 1]
             assert np.abs(sign - photo[b.top : b.bottom + 1, b.left : b.right + 1]).mean() < 6
     assert sorted(placed) == sorted((b.left, b.top, b.right, b.bottom, b.class_id) for b in mosaic)
+    # Yellow: the same photos and boxes; the signs of classes other countries paint yellow-faced turn
+    # yellow (more yellow pixels: red and green well above blue), the others do not.
+    from roadsigns.training.classifier import YELLOW_FACED
+
+    assert read_gt(tmp_path / "yellow" / "gt.txt") == gt
+    painted = {True: 0, False: 0}
+    for name, signs in gt.items():
+        before = cv2.imread(str(PHOTOS / name)).astype(np.int16)
+        after = cv2.imread(str(tmp_path / "yellow" / "images" / name)).astype(np.int16)
+        for b in signs:
+            area = np.s_[b.top : b.bottom + 1, b.left : b.right + 1]
+            grew = _yellow_share(after[area]) - _yellow_share(before[area])
+            if b.class_id not in YELLOW_FACED:
+                assert grew < 0.02, (name, b, grew)
+            elif b.bottom - b.top >= 24:  # a 20 px sign's dim face may be too dark to count as white
+                assert grew > 0.1, (name, b, grew)
+            painted[b.class_id in YELLOW_FACED] += 1
+    assert painted[True] and painted[False]
+
+
+def _yellow_share(bgr: np.ndarray) -> float:
+    """The share of pixels whose red and green both exceed their blue by a good margin."""
+    return float(((np.minimum(bgr[..., 1], bgr[..., 2]) - bgr[..., 0]) > 60).mean())
 
 
 def _close_up(name: str, box: tuple[int, int, int, int], fill: float) -> tuple[np.ndarray, tuple[int, ...]]:

@@ -89,7 +89,9 @@ def crop_split(data: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 def write_heldout(data: dict[str, Any], out: Path) -> dict[str, Any]:
     """The held-out evaluation set in the CLI's formats: OUT/images, OUT/gt.txt, OUT/gtsrb-val.npz,
-    and the out-of-domain sets OUT/ood/{zoomed,downscaled,pasted,large}/ (`scenes.ood_sets`).
+    the out-of-domain sets OUT/ood/{zoomed,downscaled,pasted,large,yellow}/ (`scenes.ood_sets`), and
+    OUT/ood/gtsrb-val-yellow.npz: the held-out crops of classes other countries paint yellow-faced,
+    so painted (`classifier.yellow_faced`).
 
     The same split training uses (same config, same seed), so these photos and crops never
     reached training; `roadsigns evaluate` then measures on them.
@@ -106,12 +108,18 @@ def write_heldout(data: dict[str, Any], out: Path) -> dict[str, Any]:
     (out / "gt.txt").write_text("\n".join(gt_lines) + "\n")
     images, labels, _, val_idx = crop_split(data)
     np.savez(out / "gtsrb-val.npz", images=images[val_idx], labels=labels[val_idx])
-    # Out-of-domain sets from the same held-out photos: close-ups, a smaller camera, foreign faces, a larger camera.
+    # Out-of-domain sets from the same held-out photos: close-ups, a smaller and a larger camera, foreign
+    # type faces, yellow-faced signs.
     ood = ood_sets(images_dir, read_gt(Path(data["gtsdb_gt"])), val_names, out / "ood", int(data["seed"]))
+    # The same crops as other countries paint them: the classes with a yellow form, yellow-faced.
+    yellow = np.nonzero(np.isin(labels[val_idx], list(clf_train.YELLOW_FACED)))[0]
+    yellow_images = clf_train.yellow_faced(images[val_idx][yellow], labels[val_idx][yellow])
+    np.savez(out / "ood" / "gtsrb-val-yellow.npz", images=yellow_images, labels=labels[val_idx][yellow])
     return {
         "photos": len(val_names),
         "signs": len(gt_lines),
         "crops": int(len(val_idx)),
+        "crops_yellow": int(len(yellow)),
         "dir": str(out),
         "ood": ood,
     }
@@ -289,7 +297,15 @@ def train_reader(cfg: dict[str, Any], name: str, seed: int) -> dict[str, Any]:
     faces = resolve_faces(rcfg.get("faces"))
     mlflow.log_text("\n".join(faces.names()), f"{name}/faces.txt")
     real_x, real_y = readers.real(script, images, labels, train_idx)
-    synth_x, synth_y = readers.synthetic(script, int(rcfg["synthetic"]), seed, faces)
+    # A share of the speed limits with the yellow face other countries give them (`yellow_faces`):
+    # that share of the real crops painted so (classifier.yellow_faced), of the rendered ones drawn so.
+    yellow = float(rcfg.get("yellow_faces", 0.0))
+    if yellow:
+        shades = np.random.default_rng(seed)
+        painted = shades.random(len(real_x)) < yellow
+        real_x = real_x.copy()
+        real_x[painted] = clf_train.yellow_faced(real_x[painted], rng=shades)  # speed limits all
+    synth_x, synth_y = readers.synthetic(script, int(rcfg["synthetic"]), seed, faces, yellow)
     val_x, val_y = readers.real(script, images, labels, val_idx)
     other_x, other_y = readers.synthetic(script, 2000, seed + 1, faces)  # another seed: signs training never saw
     # Real crops are few beside the rendered ones (STOP: a few hundred): show them `real_repeat` times.

@@ -197,10 +197,13 @@ def _camera(out: np.ndarray, rng: np.random.Generator, smallest: int = 12) -> np
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def render_sign(number: str, rng: np.random.Generator, font_dir: Path, faces: Faces | None = None) -> np.ndarray:
+def render_sign(
+    number: str, rng: np.random.Generator, font_dir: Path, faces: Faces | None = None, yellow: float = 0.0
+) -> np.ndarray:
     """A speed-limit sign showing `number` as a camera might see it: 32x32 RGB uint8.
 
-    A red ring, a white face, dark digits.
+    A red ring, a white face (with probability `yellow` a yellow one, as Sweden and Finland paint
+    theirs), dark digits.
     """
     canvas = _background(rng)
     draw = ImageDraw.Draw(canvas)
@@ -209,9 +212,12 @@ def render_sign(number: str, rng: np.random.Generator, font_dir: Path, faces: Fa
     ring = radius * rng.uniform(0.14, 0.2)
     red = _red(rng)
     face = int(rng.uniform(170, 255))
+    face_rgb = (face, face, face - 5)
+    if yellow and rng.random() < yellow:  # no draw without it: the classifier's signs stay as they were
+        face_rgb = (face, int(face * rng.uniform(0.72, 0.9)), int(face * rng.uniform(0.05, 0.35)))
     draw.ellipse([c[0] - radius, c[1] - radius, c[0] + radius, c[1] + radius], fill=red)
     inner = radius - ring
-    draw.ellipse([c[0] - inner, c[1] - inner, c[0] + inner, c[1] + inner], fill=(face, face, face - 5))
+    draw.ellipse([c[0] - inner, c[1] - inner, c[0] + inner, c[1] + inner], fill=face_rgb)
     mask = _glyph_mask(number, rng, font_dir, faces)
     height = inner * rng.uniform(0.7, 1.2)
     squeeze = rng.uniform(0.55, 1.05) if len(number) <= 2 else rng.uniform(0.45, 0.9)
@@ -248,13 +254,19 @@ def render_stop(word: str, rng: np.random.Generator, font_dir: Path, faces: Face
 _RENDER = {NUMBERS.name: (random_number, render_sign), WORDS.name: (random_word, render_stop)}
 
 
-def synthetic(script: Script, n: int, seed: int, faces: Faces | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """`n` rendered signs for `script` and their encoded texts, in `faces` (default: the base set)."""
+def synthetic(
+    script: Script, n: int, seed: int, faces: Faces | None = None, yellow: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """`n` rendered signs for `script` and their encoded texts, in `faces` (default: the base set);
+    speed limits yellow-faced with probability `yellow`."""
     rng = np.random.default_rng(seed)
     font_dir = _font_dir()
     pick_text, render = _RENDER[script.name]
     texts = [pick_text(rng) for _ in range(n)]
-    images = np.stack([render(text, rng, font_dir, faces) for text in texts])
+    if script.name == NUMBERS.name:
+        images = np.stack([render_sign(text, rng, font_dir, faces, yellow) for text in texts])
+    else:
+        images = np.stack([render(text, rng, font_dir, faces) for text in texts])
     return images, np.array([script.encode(text) for text in texts], np.int64)
 
 

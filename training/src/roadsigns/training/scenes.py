@@ -494,7 +494,9 @@ def ood_sets(images_dir: Path, gt: dict[str, list[Box]], names: list[str], out_r
       no model is trained on, at 12 px to 90 % of the height;
     - `large`: four held-out photos at a time side by side, 2x2 (2720x1600 from GTSDB's frames): a
       high-resolution camera whose signs are as few pixels high as GTSDB's, which a detector that
-      shrinks large photos to a dashcam frame's size halves.
+      shrinks large photos to a dashcam frame's size halves;
+    - `yellow`: every held-out photo with the white face of each sign of a class that other
+      countries paint yellow-faced (`classifier.YELLOW_FACED`) painted yellow, in place.
     """
     from roadsigns.shared import classes
 
@@ -506,7 +508,7 @@ def ood_sets(images_dir: Path, gt: dict[str, list[Box]], names: list[str], out_r
         cls, text = known[int(rng.integers(0, len(known)))]
         return render("stop" if text == "STOP" else "speed", rng, font_dir, text, duplex_glyphs), cls
 
-    zoomed, downscaled, pasted, large = [], [], [], []
+    zoomed, downscaled, pasted, large, yellow = [], [], [], [], []
     for k in range(0, len(names) - 3, 4):
         large.append((f"large_{k // 4:03d}.jpg", _mosaic(images_dir, names[k : k + 4], gt)))
     for name in names:
@@ -523,10 +525,35 @@ def ood_sets(images_dir: Path, gt: dict[str, list[Box]], names: list[str], out_r
         small = cv2.resize(image, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
         downscaled.append((f"{stem}.jpg", _view(small, [_halve(b) for b in boxes], 0, 0, w // 2, h // 2, 1.0)))
         pasted.append((f"{stem}.jpg", pasted_scene(image, boxes, rng, draw, most=2)))
+        yellow.append((f"{stem}.jpg", _yellow_signs(image, boxes)))
     return {
         label: _write_gtsdb(items, out_root / label)
-        for label, items in (("zoomed", zoomed), ("downscaled", downscaled), ("pasted", pasted), ("large", large))
+        for label, items in (
+            ("zoomed", zoomed),
+            ("downscaled", downscaled),
+            ("pasted", pasted),
+            ("large", large),
+            ("yellow", yellow),
+        )
     }
+
+
+def _yellow_signs(image: np.ndarray, boxes: list[Box]) -> Scene:
+    """The photo with each yellow-faceable sign's face painted yellow (`classifier.yellow_face` on
+    the box with a GTSRB crop's margin round it, so the face lies where it looks for it)."""
+    from roadsigns.training.classifier import YELLOW_FACED, yellow_face
+
+    out = image.copy()
+    h, w = image.shape[:2]
+    for b in boxes:
+        if b.class_id not in YELLOW_FACED:
+            continue
+        pad_x, pad_y = (b.right - b.left + 1) // 8, (b.bottom - b.top + 1) // 8
+        x1, y1 = max(0, b.left - pad_x), max(0, b.top - pad_y)
+        x2, y2 = min(w, b.right + 1 + pad_x), min(h, b.bottom + 1 + pad_y)
+        rgb = cv2.cvtColor(out[y1:y2, x1:x2], cv2.COLOR_BGR2RGB)
+        out[y1:y2, x1:x2] = cv2.cvtColor(yellow_face(rgb), cv2.COLOR_RGB2BGR)
+    return _view(out, boxes, 0, 0, w, h, 1.0)
 
 
 def _mosaic(images_dir: Path, names: list[str], gt: dict[str, list[Box]]) -> Scene:
