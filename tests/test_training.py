@@ -50,7 +50,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     )
     config["detector"].update(epochs=1, batch=4)
     config["detector_scale"].update(epochs=1, batch=4, zoomed=6, pasted=10, time_hours=None)
-    config["classifier"].update(seeds=[1, 2], epochs=2, batch=32)
+    tune = {"epochs": 1, "lr": 0.0005, "yellow_faces": 0.3}  # 2 epochs, then 1 of the yellow-face fine-tune
+    config["classifier"].update(seeds=[1, 2], epochs=2, batch=32, finetune=tune)
     for reader in ("digits", "words"):
         config[reader].update(synthetic=300, epochs=1, batch=64, output=str(root / "weights" / f"{reader}.onnx"))
     config.update(output_dir=str(root / "weights"), work_dir=str(root / "work"))
@@ -86,7 +87,7 @@ def test_training_run_is_tracked_in_mlflow(trained: dict) -> None:
     assert run.info.status == "FINISHED"
     assert run.data.params["detector.epochs"] == "1"
     for member in (0, 1):
-        assert len(client.get_metric_history(run.info.run_id, f"classifier/member{member}/val_accuracy")) == 2
+        assert len(client.get_metric_history(run.info.run_id, f"classifier/member{member}/val_accuracy")) == 3
     [ensemble] = client.get_metric_history(run.info.run_id, "classifier/val_accuracy")
     assert 0.0 <= ensemble.value <= 1.0
     assert client.get_metric_history(run.info.run_id, "detector/metrics/mAP50_B")
