@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     detector_conf: float = 0.05  # the localiser proposes boxes down to this score
     min_confidence: float = 0.25  # a sign is reported when localiser score x class probability reaches this
     crop_margin: float = 0.2  # crops are this much larger than the box on each side, in total
+    # The classifier also sees each unsure crop (top class under 0.8) shrunk to this scale about its
+    # centre, and averages the two views' probabilities (0: the crop alone). README "A second view
+    # of unsure crops".
+    classifier_zoom_view: float = Field(0.9, ge=0.0, le=1.0)
     model_registry_alias: str | None = None  # e.g. "champion": load models:/NAME@ALIAS from MLflow
     # Detector workers ask the registry this often which versions the alias names, and load new ones
     # in each child without a restart (roadsigns.detector.serving); 0: load once, at start.

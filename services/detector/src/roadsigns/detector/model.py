@@ -42,6 +42,18 @@ def square_crop(image: np.ndarray, box: tuple[float, float, float, float], scale
     return image[top : top + size, left : left + size]
 
 
+def zoomed_out(batch: np.ndarray, scale: float) -> np.ndarray:
+    """Each N x H x W x 3 crop shrunk to `scale` about its centre, its edge pixels carried outward.
+
+    The classifier's second view of a crop (`SignDetector(zoom_view=)`): the same sign a little
+    further off. Its probabilities averaged with the crop's own cut the held-out errors from 9 to 6
+    of 2,925 and on yellow-faced crops from 20 to 16 of 2,205 (README "A second view of unsure
+    crops")."""
+    h, w = batch.shape[1:3]
+    warp = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), 0, scale)
+    return np.stack([cv2.warpAffine(img, warp, (w, h), borderMode=cv2.BORDER_REPLICATE) for img in batch])
+
+
 @dataclass
 class Found:
     bbox: tuple[float, float, float, float]  # x1, y1, x2, y2 in original pixels
@@ -69,6 +81,11 @@ class SignDetector:
     returns those at or above `min_confidence` (0 returns every proposal, as mAP needs).
     """
 
+    # Only crops the classifier is this unsure of get the second view (`zoom_view`). On the
+    # held-out, yellow-faced and GTSDB crops the errors it mends all lie below 0.8, where 1-9 % of
+    # the crops are; label smoothing holds sure answers near 0.95, so a higher bar buys nothing.
+    SECOND_VIEW_BELOW = 0.8
+
     def __init__(
         self,
         detector_weights: Path | None = None,
@@ -83,17 +100,21 @@ class SignDetector:
         min_side: int = 320,
         coarse_side: int = 384,
         small_side: int = 1376,
+        zoom_view: float = 0.9,
     ) -> None:
         """`imgsz` is the longest side a photo is run at (larger ones are shrunk to it);
         `min_side` the shortest long side (thumbnails are enlarged to it); `coarse_side` the
         long side of the extra pass for large signs in large photos (0: none); `small_side` the most
-        a small photo is enlarged to for its extra pass for small signs (0: none). `backend`: a name
+        a small photo is enlarged to for its extra pass for small signs (0: none). `zoom_view`: the
+        classifier also sees each unsure crop shrunk to this scale (`zoomed_out`) and averages the
+        two (0: the crop alone). `backend`: a name
         `roadsigns.detector.backends` registers, or `auto`."""
         t0 = time.perf_counter()
         runtime = backends.load(backend, device)
         self.backend, self.device = runtime.name, runtime.device(device)
         self.conf, self.crop_scale, self.min_confidence = conf, crop_scale, min_confidence
         self.imgsz, self.min_side, self.coarse_side, self.small_side = imgsz, min_side, coarse_side, small_side
+        self.zoom_view = zoom_view
         det_path = Path(detector_weights or shipped("roadsigns.detector", f"detector.{runtime.weights_ext}"))
         clf_path = Path(classifier_weights or shipped("roadsigns.detector", f"classifier.{runtime.weights_ext}"))
         self.localiser = runtime.localiser(det_path, self.device)
@@ -130,7 +151,8 @@ class SignDetector:
         return decode_yolo(self.localiser(blob), box, image_bgr.shape, self.conf)
 
     def classify(self, crops: list[np.ndarray]) -> np.ndarray:
-        """Class probabilities (N x 43) for BGR crops of any size."""
+        """Class probabilities (N x 43) for BGR crops of any size. With `zoom_view`, a crop whose top
+        class is under `SECOND_VIEW_BELOW` gets the mean of its own and its zoomed-out view's."""
         if not crops:
             return np.zeros((0, NUM_CLASSES), np.float32)
         batch = np.stack(
@@ -139,7 +161,12 @@ class SignDetector:
                 for c in crops
             ]
         )
-        return softmax(self.classifier(standardise(batch)))
+        probs = softmax(self.classifier(standardise(batch)))
+        unsure = np.flatnonzero(probs.max(axis=1) < self.SECOND_VIEW_BELOW)
+        if self.zoom_view and len(unsure):
+            second = softmax(self.classifier(standardise(zoomed_out(batch[unsure], self.zoom_view))))
+            probs[unsure] = (probs[unsure] + second) / 2
+        return probs
 
     def detect(
         self,

@@ -38,6 +38,7 @@ def build_detector(settings: Settings, versions: Mapping[str, str] | None = None
         min_side=settings.detector_min_side,
         coarse_side=settings.detector_coarse_side,
         small_side=settings.detector_small_side,
+        zoom_view=settings.classifier_zoom_view,
         conf=settings.detector_conf,
         crop_scale=1 + settings.crop_margin,
         versions=labels,
