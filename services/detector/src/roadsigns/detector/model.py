@@ -82,7 +82,7 @@ class SignDetector:
     """
 
     # Only crops the classifier is this unsure of get the second view (`zoom_view`). On the
-    # held-out, yellow-faced and GTSDB crops the errors it mends all lie below 0.8, where 1-9 % of
+    # held-out, yellow-faced and GTSDB crops the errors it mends all lie below 0.8, where 4-9 % of
     # the crops are; label smoothing holds sure answers near 0.95, so a higher bar buys nothing.
     SECOND_VIEW_BELOW = 0.8
 
