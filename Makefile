@@ -89,7 +89,7 @@ evaluate: heldout ## the README's accuracy figures: the evaluation CLI on the he
 	$(BIN)/roadsigns evaluate classification --npz .train/heldout/gtsrb-val.npz
 	@echo "== out of domain: the same crops, yellow-faced"
 	$(BIN)/roadsigns evaluate classification --npz .train/heldout/ood/gtsrb-val-yellow.npz
-	for set in zoomed downscaled pasted large yellow; do \
+	for set in zoomed downscaled pasted large yellow closeup; do \
 		echo "== out of domain: $$set"; \
 		$(BIN)/roadsigns evaluate detection --quiet --images .train/heldout/ood/$$set/images --gt .train/heldout/ood/$$set/gt.txt; \
 	done

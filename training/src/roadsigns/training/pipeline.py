@@ -89,7 +89,7 @@ def crop_split(data: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 def write_heldout(data: dict[str, Any], out: Path) -> dict[str, Any]:
     """The held-out evaluation set in the CLI's formats: OUT/images, OUT/gt.txt, OUT/gtsrb-val.npz,
-    the out-of-domain sets OUT/ood/{zoomed,downscaled,pasted,large,yellow}/ (`scenes.ood_sets`), and
+    the out-of-domain sets OUT/ood/{zoomed,downscaled,pasted,large,yellow,closeup}/ (`scenes.ood_sets`), and
     OUT/ood/gtsrb-val-yellow.npz: the held-out crops of classes other countries paint yellow-faced,
     so painted (`classifier.yellow_faced`).
 

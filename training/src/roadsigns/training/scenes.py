@@ -60,6 +60,7 @@ class Scene:
     image: np.ndarray
     boxes: list[tuple[float, float, float, float]]
     classes: list[int] = field(default_factory=list)
+    texts: dict[int, str] = field(default_factory=dict)  # box index -> its text, for class-less signs a gt file names
 
 
 def _red(rng: np.random.Generator) -> tuple[int, int, int]:
@@ -477,12 +478,51 @@ def _write_gtsdb(scenes: list[tuple[str, Scene]], out_dir: Path) -> dict[str, in
     for name, scene in scenes:
         cv2.imwrite(str(out_dir / "images" / name), scene.image, [cv2.IMWRITE_JPEG_QUALITY, 92])
         h, w = scene.image.shape[:2]
-        for (x1, y1, x2, y2), cls in zip(scene.boxes, scene.classes, strict=True):
-            if cls >= 0:  # inclusive pixel edges, inside the picture
+        for k, ((x1, y1, x2, y2), cls) in enumerate(zip(scene.boxes, scene.classes, strict=True)):
+            text = scene.texts.get(k)
+            if cls >= 0 or text:  # inclusive pixel edges, inside the picture
                 right, bottom = min(w, math.ceil(x2)) - 1, min(h, math.ceil(y2)) - 1
-                lines.append(f"{name};{int(x1)};{int(y1)};{right};{bottom};{cls}")
+                tail = f";{text}" if cls < 0 else ""  # a class-less sign is known by its text (groundtruth.py)
+                lines.append(f"{name};{int(x1)};{int(y1)};{right};{bottom};{cls}{tail}")
     (out_dir / "gt.txt").write_text("\n".join(lines) + "\n")
     return {"images": len(scenes), "signs": len(lines)}
+
+
+# The numbers a close-up's speed limit carries: every plausible limit (openset.PLAUSIBLE_SPEED),
+# GTSRB's eight and the eighteen no class carries (5, 10, 15, 25, 35, 40, 45, ..., 110, 130).
+CLOSEUP_NUMBERS = tuple(str(v) for v in range(5, 135, 5))
+
+
+def closeup_scene(image: np.ndarray, boxes: list[Box], rng: np.random.Generator, number: str) -> Scene:
+    """A phone close-up: a 400-1,024 px picture (mostly portrait) of a street, one speed limit
+    carrying `number` in HERSHEY_DUPLEX in front, 15-85 % of the picture's height.
+
+    The background is a window of a held-out photo at 0.4-1.5x that holds none of its own signs
+    where one can be found (else those signs are greyed out): the set measures the close-up sign.
+    """
+    from roadsigns.shared import openset
+
+    long_side, portrait = int(rng.uniform(400, 1024)), rng.random() < 0.7
+    out_w, out_h = (round(long_side * 3 / 4), long_side) if portrait else (long_side, round(long_side * 3 / 4))
+    img_h, img_w = image.shape[:2]
+    scale = min(MAX_UPSCALE, max(out_w / img_w, out_h / img_h, rng.uniform(0.4, 1.5)))
+    for _try in range(20):
+        x0, y0, win_w, win_h = _window(img_w, img_h, out_w, out_h, scale, rng, None)
+        window = (x0, y0, x0 + win_w, y0 + win_h)
+        if not _overlaps(window, [b.xyxy for b in boxes], pad=0):
+            break
+    picture = image[y0 : y0 + win_h, x0 : x0 + win_w].copy()
+    for b in boxes:  # the window's own signs, where it could not avoid them
+        picture[max(0, b.top - y0) : max(0, b.bottom + 1 - y0), max(0, b.left - x0) : max(0, b.right + 1 - x0)] = 114
+    size = (max(1, round(win_w * scale)), max(1, round(win_h * scale)))
+    picture = cv2.resize(picture, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    ph, pw = picture.shape[:2]
+    side = min(int(rng.uniform(0.15, 0.85) * ph), pw - 2, ph - 2)
+    sign = _warp(render("speed", rng, Path("."), number, duplex_glyphs), side, rng)
+    sh, sw = sign.shape[:2]
+    box = paste(picture, sign, int(rng.integers(0, pw - sw + 1)), int(rng.integers(0, ph - sh + 1)), rng)
+    cls = openset.numbered_classes().get(number, -1)
+    return Scene(_camera(picture, rng), [box], [cls], {0: number} if cls < 0 else {})
 
 
 def ood_sets(images_dir: Path, gt: dict[str, list[Box]], names: list[str], out_root: Path, seed: int) -> dict:
@@ -496,7 +536,9 @@ def ood_sets(images_dir: Path, gt: dict[str, list[Box]], names: list[str], out_r
       high-resolution camera whose signs are as few pixels high as GTSDB's, which a detector that
       shrinks large photos to a dashcam frame's size halves;
     - `yellow`: every held-out photo with the white face of each sign of a class that other
-      countries paint yellow-faced (`classifier.YELLOW_FACED`) painted yellow, in place.
+      countries paint yellow-faced (`classifier.YELLOW_FACED`) painted yellow, in place;
+    - `closeup`: two phone close-ups per held-out photo (`closeup_scene`), each one speed limit of
+      any plausible number, most of them numbers no class carries (the gt names those by text).
     """
     from roadsigns.shared import classes
 
@@ -508,7 +550,7 @@ def ood_sets(images_dir: Path, gt: dict[str, list[Box]], names: list[str], out_r
         cls, text = known[int(rng.integers(0, len(known)))]
         return render("stop" if text == "STOP" else "speed", rng, font_dir, text, duplex_glyphs), cls
 
-    zoomed, downscaled, pasted, large, yellow = [], [], [], [], []
+    zoomed, downscaled, pasted, large, yellow, closeup = [], [], [], [], [], []
     for k in range(0, len(names) - 3, 4):
         large.append((f"large_{k // 4:03d}.jpg", _mosaic(images_dir, names[k : k + 4], gt)))
     for name in names:
@@ -526,6 +568,12 @@ def ood_sets(images_dir: Path, gt: dict[str, list[Box]], names: list[str], out_r
         downscaled.append((f"{stem}.jpg", _view(small, [_halve(b) for b in boxes], 0, 0, w // 2, h // 2, 1.0)))
         pasted.append((f"{stem}.jpg", pasted_scene(image, boxes, rng, draw, most=2)))
         yellow.append((f"{stem}.jpg", _yellow_signs(image, boxes)))
+    # Drawn after the other sets, from its own generator, so that adding it left their pictures as they were.
+    near = np.random.default_rng([seed, 1])
+    for i, name in enumerate(names * 2):
+        number = CLOSEUP_NUMBERS[int(near.integers(0, len(CLOSEUP_NUMBERS)))]
+        scene = closeup_scene(cv2.imread(str(images_dir / name)), gt.get(name, []), near, number)
+        closeup.append((f"{Path(name).stem}_{i // len(names)}.jpg", scene))
     return {
         label: _write_gtsdb(items, out_root / label)
         for label, items in (
@@ -534,6 +582,7 @@ def ood_sets(images_dir: Path, gt: dict[str, list[Box]], names: list[str], out_r
             ("pasted", pasted),
             ("large", large),
             ("yellow", yellow),
+            ("closeup", closeup),
         )
     }
 

@@ -41,7 +41,14 @@ def predict_photos(
             raise PhotoUnreadable(f"{images / name}: {exc}") from None
         spent += time.perf_counter() - t0
         preds[name] = [
-            Pred((s.bbox[0], s.bbox[1], s.bbox[2], s.bbox[3]), s.class_id, s.confidence, s.text, s.category)
+            Pred(
+                (s.bbox[0], s.bbox[1], s.bbox[2], s.bbox[3]),
+                s.class_id,
+                s.confidence,
+                s.text,
+                s.category,
+                s.class_name,
+            )
             for s in analysis.signs
         ]
     return preds, spent

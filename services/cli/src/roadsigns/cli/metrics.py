@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from roadsigns.cli.groundtruth import Box
-from roadsigns.shared import classes
+from roadsigns.shared import classes, openset
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,7 @@ class Pred:
     score: float
     text: str = ""
     category: str | None = None  # the prediction's own category; None: its class's
+    name: str = ""  # its class_name ("speed limit 40" where class_id is None and the reading named it)
 
     @property
     def category_index(self) -> int | None:
@@ -54,28 +55,28 @@ def average_precision(tp: np.ndarray, n_gt: int) -> float:
 def _match(
     gt: dict[str, list[Box]],
     preds: dict[str, list[Pred]],
-    label: Callable[[int], int],
+    gt_label: Callable[[Box], int | None],
+    pred_label: Callable[[Pred], int | None],
     thr: float,
-    pred_label: Callable[[Pred], int | None] | None = None,
 ) -> tuple[dict[int | None, list[tuple[float, bool]]], dict[int, int]]:
     """Greedy matching by score per label; returns per-label (score, is_tp) lists and GT counts.
 
-    A prediction's label is `pred_label(p)`, by default `label` of its class, and None (which
-    matches no GT box) for a prediction with no class.
+    A GT box whose label is None (a class-less sign, counted by class) is left out: neither
+    counted nor matched. A prediction whose label is None matches no GT box.
     """
     scored: dict[int | None, list[tuple[float, bool]]] = defaultdict(list)
     n_gt: dict[int, int] = defaultdict(int)
     names = set(gt) | set(preds)
     for name in names:
-        g = gt.get(name, [])
-        for b in g:
-            n_gt[label(b.class_id)] += 1
+        g = [(b, lab) for b in gt.get(name, []) if (lab := gt_label(b)) is not None]
+        for _, lab in g:
+            n_gt[lab] += 1
         used = [False] * len(g)
         for p in sorted(preds.get(name, []), key=lambda p: -p.score):
-            lp = pred_label(p) if pred_label else (None if p.class_id is None else label(p.class_id))
+            lp = pred_label(p)
             best, best_j = thr, -1
-            for j, b in enumerate(g):
-                if used[j] or label(b.class_id) != lp:
+            for j, (b, lab) in enumerate(g):
+                if used[j] or lab != lp:
                     continue
                 o = iou(p.bbox, b.xyxy)
                 if o >= best:
@@ -89,10 +90,10 @@ def _match(
 def map50(
     gt: dict[str, list[Box]],
     preds: dict[str, list[Pred]],
-    label: Callable[[int], int],
-    pred_label: Callable[[Pred], int | None] | None = None,
+    gt_label: Callable[[Box], int | None],
+    pred_label: Callable[[Pred], int | None],
 ) -> dict[str, float]:
-    scored, n_gt = _match(gt, preds, label, 0.5, pred_label)
+    scored, n_gt = _match(gt, preds, gt_label, pred_label, 0.5)
     aps = []
     tp_total = fp_total = 0
     for lab, count in n_gt.items():
@@ -110,18 +111,63 @@ def map50(
     }
 
 
+# The labels each view of the metrics matches by: the 43 classes (a class-less GT sign left out),
+# the categories (a class-less speed limit is prohibitory), and "a sign" (class-agnostic).
+def _class_of_box(b: Box) -> int | None:
+    return b.class_id if b.class_id >= 0 else None
+
+
+def _class_of_pred(p: Pred) -> int | None:
+    return p.class_id
+
+
+def _category_of_box(b: Box) -> int | None:
+    return classes.CATEGORIES.index(b.category) if b.category in classes.CATEGORIES else None
+
+
+def _any(_: Box | Pred) -> int:
+    return 0
+
+
+def _best_match(b: Box, candidates: list[Pred]) -> Pred | None:
+    """The prediction that overlaps a GT box most, if it overlaps it at IoU 0.5 or more."""
+    best = max(candidates, key=lambda p: iou(p.bbox, b.xyxy), default=None)
+    return best if best is not None and iou(best.bbox, b.xyxy) >= 0.5 else None
+
+
 def ocr_exact(gt: dict[str, list[Box]], preds: dict[str, list[Pred]]) -> tuple[float, int]:
     """Share of text-bearing GT signs that were detected (IoU >= 0.5, any class) and read exactly."""
     hits = total = 0
     for name, boxes in gt.items():
         for b in boxes:
-            expected = classes.get(b.class_id).text
+            expected = b.expected_text
             if expected is None:
                 continue
             total += 1
-            best = max(preds.get(name, []), key=lambda p: iou(p.bbox, b.xyxy), default=None)
-            if best is not None and iou(best.bbox, b.xyxy) >= 0.5 and best.text.strip().upper() == expected.upper():
+            best = _best_match(b, preds.get(name, []))
+            if best is not None and best.text.strip().upper() == expected.upper():
                 hits += 1
+    return (hits / total if total else float("nan")), total
+
+
+def named_right(gt: dict[str, list[Box]], preds: dict[str, list[Pred]]) -> tuple[float, int]:
+    """Share of GT signs found (IoU >= 0.5) and named as the service should name them.
+
+    A sign of the 43 classes by its class; a class-less speed limit (class -1 with a number)
+    as the open set names it: `class_id` None and "speed limit N". This is the measure for a
+    set with signs no class carries, where the 43-class mAP cannot see them.
+    """
+    hits = total = 0
+    for name, boxes in gt.items():
+        for b in boxes:
+            total += 1
+            best = _best_match(b, preds.get(name, []))
+            if best is None:
+                continue
+            if b.class_id >= 0:
+                hits += best.class_id == b.class_id
+            elif b.text is not None and b.text.isdigit():
+                hits += best.class_id is None and best.name == openset.speed_limit_name(b.text)
     return (hits / total if total else float("nan")), total
 
 
@@ -163,12 +209,13 @@ def detection_report(gt: dict[str, list[Box]], preds: dict[str, list[Pred]], min
     reported = {name: [p for p in ps if p.score >= min_score] for name, ps in preds.items()}
     # A prediction outside the 43 classes (class_id None) is never a GT class, but it is a
     # sign found (class-agnostic) and has a category of its own.
-    by_class = map50(gt, preds, lambda c: c)
-    by_category = map50(gt, preds, classes.category_index, lambda p: p.category_index)
-    agnostic = map50(gt, preds, lambda c: 0, lambda p: 0)
-    at_class = map50(gt, reported, lambda c: c)
-    at_any = map50(gt, reported, lambda c: 0, lambda p: 0)
+    by_class = map50(gt, preds, _class_of_box, _class_of_pred)
+    by_category = map50(gt, preds, _category_of_box, lambda p: p.category_index)
+    agnostic = map50(gt, preds, _any, _any)
+    at_class = map50(gt, reported, _class_of_box, _class_of_pred)
+    at_any = map50(gt, reported, _any, _any)
     exact, n_text = ocr_exact(gt, reported)
+    named, _ = named_right(gt, reported)
     return {
         "map50": by_class["map50"],
         "map50_category": by_category["map50"],
@@ -180,6 +227,7 @@ def detection_report(gt: dict[str, list[Box]], preds: dict[str, list[Pred]], min
         "min_confidence": min_score,
         "ocr_exact": exact,
         "ocr_signs": n_text,
+        "named_right": named,
         "signs": sum(len(v) for v in gt.values()),
         "recall_by_size": recall_by_size(gt, reported),
     }

@@ -203,16 +203,17 @@ def signs(
     boxes: np.ndarray, scores: np.ndarray, crops: list[np.ndarray], probs: np.ndarray, floor: float
 ) -> list[Found]:
     """One photo's classified proposals -> its signs: where two overlap (a small sign's fine and
-    small-pass boxes, `scales.combine`) the more confident stays; then those reaching `floor`,
-    left to right. Other proposals never overlap by then (the passes' NMS), so this changes nothing
-    for them."""
+    small-pass boxes, `scales.combine`) the more confident stays, and a box lying within a more
+    confident one is dropped (`scales.uncontained`); then those reaching `floor`, left to right."""
     candidates = []
     for box, score, crop, p in zip(boxes, scores, crops, probs, strict=True):
         cls = int(p.argmax())
         x1, y1, x2, y2 = (float(v) for v in box)
         candidates.append(Found((x1, y1, x2, y2), float(score), cls, float(p[cls]), crop))
     confidence = np.array([s.confidence for s in candidates], np.float32)
-    kept = [candidates[i] for i in scales.nms(np.asarray(boxes, np.float32).reshape(-1, 4), confidence)]
+    order = scales.nms(np.asarray(boxes, np.float32).reshape(-1, 4), confidence)
+    order = scales.uncontained(np.asarray(boxes, np.float32).reshape(-1, 4)[order], order)
+    kept = [candidates[i] for i in order]
     found = [s for s in kept if s.confidence >= floor]
     found.sort(key=lambda f: (f.bbox[0], f.bbox[1]))
     return found

@@ -125,6 +125,35 @@ def merge(boxes: list[np.ndarray], scores: list[np.ndarray], iou: float = 0.5) -
     return all_boxes[keep], all_scores[keep]
 
 
+# A box this much inside a better one (share of its own area) is a piece of that sign.
+CONTAINED = 0.8
+
+
+def uncontained(boxes: np.ndarray, order: np.ndarray, inside: float = CONTAINED) -> np.ndarray:
+    """`order` (indices, best first, of `boxes` N x 4 in that order) without the boxes that lie
+    `inside` or more of their area within a better one.
+
+    A sign filling most of a phone close-up is also seen in pieces: its face, its digits, its
+    lower half, each boxed apart. Their overlap with the whole sign's box is under NMS's IoU (a
+    box a third the size inside it has IoU 0.33), so NMS keeps them, and they came back as
+    "other sign" with a fragment of the number ("00" on a "100"). Real signs do not stand inside
+    one another's boxes.
+    """
+    keep: list[int] = []
+    area = (boxes[:, 2] - boxes[:, 0]).clip(0) * (boxes[:, 3] - boxes[:, 1]).clip(0)
+    for j in range(len(boxes)):
+        inner = False
+        for k in keep:
+            ix = min(boxes[j, 2], boxes[k, 2]) - max(boxes[j, 0], boxes[k, 0])
+            iy = min(boxes[j, 3], boxes[k, 3]) - max(boxes[j, 1], boxes[k, 1])
+            if ix > 0 and iy > 0 and ix * iy >= inside * area[j]:
+                inner = True
+                break
+        if not inner:
+            keep.append(j)
+    return order[keep]
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float = 0.5) -> np.ndarray:
     """Indices of the boxes (N x 4 xyxy) that no better-scored box overlaps by more than `iou`, best first."""
     if len(boxes) == 0:
