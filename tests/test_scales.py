@@ -211,11 +211,12 @@ def test_scenes_label_every_pasted_sign(tmp_path: Path) -> None:
 
 
 def test_ood_sets_are_valid_gtsdb_folders(tmp_path: Path) -> None:
-    from roadsigns.training.scenes import ood_sets
+    from roadsigns.shared import openset
+    from roadsigns.training.scenes import CLOSEUP_NUMBERS, ood_sets
 
     gt = read_gt(PHOTOS / "gt.txt")
     summary = ood_sets(PHOTOS, gt, sorted(gt), tmp_path, seed=1)
-    assert set(summary) == {"zoomed", "downscaled", "pasted", "large", "yellow"}
+    assert set(summary) == {"zoomed", "downscaled", "pasted", "large", "yellow", "closeup"}
     for name, counts in summary.items():
         folder = tmp_path / name
         boxes = read_gt(folder / "gt.txt")  # parses: the CLI's own reader
@@ -261,6 +262,15 @@ def test_ood_sets_are_valid_gtsdb_folders(tmp_path: Path) -> None:
                 assert grew > 0.1, (name, b, grew)
             painted[b.class_id in YELLOW_FACED] += 1
     assert painted[True] and painted[False]
+    # Close-ups: two phone-sized pictures per photo, each one speed limit filling 15-85 % of its
+    # height; numbers no class carries are written class -1 with their text, the others by class.
+    closeups = read_gt(tmp_path / "closeup" / "gt.txt")
+    assert summary["closeup"] == {"images": 2 * len(gt), "signs": 2 * len(gt)}
+    for image_name, (sign,) in closeups.items():
+        h, w = cv2.imread(str(tmp_path / "closeup" / "images" / image_name)).shape[:2]
+        assert 400 <= max(h, w) <= 1024 and 0.12 <= (sign.bottom + 1 - sign.top) / h <= 0.9
+        assert sign.category == "prohibitory" and sign.expected_text in CLOSEUP_NUMBERS
+        assert (sign.class_id == -1) == (sign.expected_text not in openset.numbered_classes())
 
 
 def _yellow_share(bgr: np.ndarray) -> float:
