@@ -211,8 +211,9 @@ def signs(
         x1, y1, x2, y2 = (float(v) for v in box)
         candidates.append(Found((x1, y1, x2, y2), float(score), cls, float(p[cls]), crop))
     confidence = np.array([s.confidence for s in candidates], np.float32)
-    order = scales.nms(np.asarray(boxes, np.float32).reshape(-1, 4), confidence)
-    order = scales.uncontained(np.asarray(boxes, np.float32).reshape(-1, 4)[order], order)
+    corners = np.asarray(boxes, np.float32).reshape(-1, 4)
+    order = scales.nms(corners, confidence)
+    order = scales.uncontained(corners[order], order)
     kept = [candidates[i] for i in order]
     found = [s for s in kept if s.confidence >= floor]
     found.sort(key=lambda f: (f.bbox[0], f.bbox[1]))
