@@ -93,6 +93,11 @@ evaluate: heldout ## the README's accuracy figures: the evaluation CLI on the he
 		echo "== out of domain: $$set"; \
 		$(BIN)/roadsigns evaluate detection --quiet --images .train/heldout/ood/$$set/images --gt .train/heldout/ood/$$set/gt.txt; \
 	done
+	@echo "== the digit reader alone: held-out photos, close-ups, held-out GTSRB crops, the same yellow-faced"
+	$(BIN)/roadsigns evaluate reading --images .train/heldout/images --gt .train/heldout/gt.txt
+	$(BIN)/roadsigns evaluate reading --images .train/heldout/ood/closeup/images --gt .train/heldout/ood/closeup/gt.txt
+	$(BIN)/roadsigns evaluate reading --npz .train/heldout/gtsrb-val.npz
+	$(BIN)/roadsigns evaluate reading --npz .train/heldout/ood/gtsrb-val-yellow.npz
 
 # The release the detector's speed is held to (issue 12's "no worse than now"): the last one before
 # scale-robust inference. `make bench BASELINE=<rev>` compares with another; BASELINE= with none.

@@ -109,6 +109,15 @@ def test_evaluate_classification_on_real_crops(tmp_path: Path) -> None:
     assert report["accuracy"] >= 0.7
 
 
+def test_evaluate_reading_reads_speed_limits_cut_from_their_true_boxes() -> None:
+    out = run("evaluate", "reading", "--images", str(PHOTOS), "--gt", str(PHOTOS / "gt.txt"))
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["n"] == 6  # the sample photos' six speed limits; the other signs carry no number
+    assert report["exact"] >= 5 / 6, report["most_misread"]
+    assert report["model_version"].startswith("digits.onnx@sha256:")
+
+
 @pytest.mark.parametrize(
     "make_args, message",
     [
@@ -119,6 +128,8 @@ def test_evaluate_classification_on_real_crops(tmp_path: Path) -> None:
         (lambda d: ["evaluate", "detection", "--images", str(PHOTOS), "--gt", str(d / "bad.txt")], "expected 6"),
         (lambda d: ["evaluate", "classification", "--npz", str(d / "bad.npz")], "need an .npz"),
         (lambda d: ["evaluate", "classification", "--npz", str(d / "flat.npz")], "must be N x H x W x 3"),
+        (lambda d: ["evaluate", "reading", "--images", str(PHOTOS)], "give --npz, or --images and --gt"),
+        (lambda d: ["evaluate", "reading", "--npz", str(d / "bad.npz")], "need an .npz"),
         (lambda d: ["analyze", str(d / "missing.jpg")], "no such file"),
     ],
 )

@@ -326,6 +326,73 @@ def cmd_eval_classification(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_reading(args: argparse.Namespace) -> int:
+    """The digit reader alone on the speed limits of labelled data, cut from their true boxes.
+
+    `evaluate detection`'s `ocr_exact` counts a sign the detector missed as misread, and its crop
+    comes from the detector's box; this isolates the reader, to compare readers (a folder of
+    other ones in ROADSIGNS_OCR_WEIGHTS_DIR) on the same crops.
+    """
+    from collections import Counter
+
+    import cv2
+    import numpy as np
+
+    from roadsigns.detector.model import square_crop
+    from roadsigns.ocr.learned import LearnedReader, weights_dir
+    from roadsigns.shared import classes
+
+    settings = _settings(args)
+    crops: list[np.ndarray] = []
+    texts: list[str] = []
+    if args.npz is not None:
+        try:
+            with np.load(args.npz) as z:
+                images, labels = z["images"], z["labels"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise UsageError(f"--npz {args.npz}: need an .npz with arrays 'images' and 'labels' ({exc})") from None
+        for image, label in zip(images, labels, strict=True):
+            text = classes.get(int(label)).text or ""
+            if text.isdigit():
+                crops.append(np.ascontiguousarray(image[:, :, ::-1]))  # the .npz holds RGB, the reader takes BGR
+                texts.append(text)
+    else:
+        from roadsigns.cli.groundtruth import GroundTruthError, read_gt
+
+        if args.images is None or args.gt is None:
+            raise UsageError("give --npz, or --images and --gt")
+        try:
+            gt = read_gt(args.gt)
+        except GroundTruthError as exc:
+            raise UsageError(str(exc)) from None
+        for name, boxes in sorted(gt.items()):
+            signs = [b for b in boxes if (b.expected_text or "").isdigit()]
+            if not signs:
+                continue
+            photo = cv2.imread(str(args.images / name))
+            if photo is None:
+                raise UsageError(f"{args.images / name}: missing or not an image")
+            for box in signs:
+                crops.append(square_crop(photo, box.xyxy, 1 + settings.crop_margin))
+                texts.append(str(box.expected_text))
+    if not crops:
+        raise UsageError("no speed-limit signs in the labelled data")
+    try:
+        reader = LearnedReader(weights_dir(settings.ocr_weights_dir) / "digits.onnx")
+    except (FileNotFoundError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    read = [reader.read(crop)[0] for crop in crops]
+    wrong = Counter(f"{t} read {r or 'nothing'}" for t, r in zip(texts, read, strict=True) if t != r)
+    report = {
+        "exact": float(np.mean([t == r for t, r in zip(texts, read, strict=True)])),
+        "n": len(crops),
+        "most_misread": dict(wrong.most_common(8)),
+        "model_version": reader.version,
+    }
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 def cmd_dataset_export(args: argparse.Namespace) -> int:
     """The tenant's reviewed photos and crops as a training data set (roadsigns.cli.dataset), from
     the database and blob store the settings name; logged to MLflow when a tracking URI is set."""
@@ -491,6 +558,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--npz", type=Path, required=True)
     common(c)
     c.set_defaults(func=cmd_eval_classification)
+    r = esub.add_parser("reading", help="the digit reader alone on speed limits cut from their true boxes")
+    r.add_argument("--npz", type=Path, help="crops with labels (speed-limit classes are read)")
+    r.add_argument("--images", type=Path, help="photos, with --gt (signs whose text is a number are read)")
+    r.add_argument("--gt", type=Path)
+    r.add_argument("--quiet", action="store_true", help="accepted as the other evaluations accept it (no progress bar)")
+    r.set_defaults(func=cmd_eval_reading)
     return parser
 
 
