@@ -292,23 +292,31 @@ def cmd_eval_detection(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval_classification(args: argparse.Namespace) -> int:
+def _labelled_crops(path: Path) -> tuple[Any, Any]:
+    """`images` (N x H x W x 3 uint8 RGB) and `labels` (N class ids) of an .npz, or a UsageError."""
     import numpy as np
 
-    from roadsigns.cli.evaluation import classify_crops
-    from roadsigns.cli.pipeline import Pipeline
-
     try:
-        with np.load(args.npz) as z:
+        with np.load(path) as z:
             images, labels = z["images"], z["labels"]
     except (OSError, ValueError, KeyError) as exc:
-        raise UsageError(f"--npz {args.npz}: need an .npz with arrays 'images' and 'labels' ({exc})") from None
+        raise UsageError(f"--npz {path}: need an .npz with arrays 'images' and 'labels' ({exc})") from None
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise UsageError(f"'images' must be N x H x W x 3 uint8 RGB, got {images.shape} {images.dtype}")
     if labels.ndim != 1 or len(labels) != len(images):
         raise UsageError(f"'labels' must be a vector of {len(images)} class ids, got shape {labels.shape}")
     if len(images) == 0:
         raise UsageError("the .npz holds no images")
+    return images, labels
+
+
+def cmd_eval_classification(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from roadsigns.cli.evaluation import classify_crops
+    from roadsigns.cli.pipeline import Pipeline
+
+    images, labels = _labelled_crops(args.npz)
     detector = Pipeline(_settings(args), ocr=False).detector
     predicted, spent = classify_crops(detector, images)
     accuracy = float((predicted == labels.astype(np.int64)).mean())
@@ -346,11 +354,7 @@ def cmd_eval_reading(args: argparse.Namespace) -> int:
     crops: list[np.ndarray] = []
     texts: list[str] = []
     if args.npz is not None:
-        try:
-            with np.load(args.npz) as z:
-                images, labels = z["images"], z["labels"]
-        except (OSError, ValueError, KeyError) as exc:
-            raise UsageError(f"--npz {args.npz}: need an .npz with arrays 'images' and 'labels' ({exc})") from None
+        images, labels = _labelled_crops(args.npz)
         for image, label in zip(images, labels, strict=True):
             text = classes.get(int(label)).text or ""
             if text.isdigit():
