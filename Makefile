@@ -89,6 +89,8 @@ evaluate: heldout ## the README's accuracy figures: the evaluation CLI on the he
 	$(BIN)/roadsigns evaluate classification --npz .train/heldout/gtsrb-val.npz
 	@echo "== out of domain: the same crops, yellow-faced"
 	$(BIN)/roadsigns evaluate classification --npz .train/heldout/ood/gtsrb-val-yellow.npz
+	@echo "== the classifier alone on all 852 GTSDB signs (another camera; it trains on GTSRB crops only), cut from their true boxes"
+	$(BIN)/roadsigns evaluate classification --images ../shared/data/gtsdb-train/images --gt ../shared/data/gtsdb-train/gt.txt
 	for set in zoomed downscaled pasted large yellow closeup; do \
 		echo "== out of domain: $$set"; \
 		$(BIN)/roadsigns evaluate detection --quiet --images .train/heldout/ood/$$set/images --gt .train/heldout/ood/$$set/gt.txt; \

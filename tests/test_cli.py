@@ -118,6 +118,24 @@ def test_evaluate_reading_reads_speed_limits_cut_from_their_true_boxes() -> None
     assert report["model_version"].startswith("digits.onnx@sha256:")
 
 
+def test_evaluate_classification_classifies_signs_cut_from_their_true_boxes(tmp_path: Path) -> None:
+    out = run("evaluate", "classification", "--images", str(PHOTOS), "--gt", str(PHOTOS / "gt.txt"))
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["n"] == len(PHOTOS.joinpath("gt.txt").read_text().splitlines())
+    assert report["accuracy"] >= 0.9, report["most_confused"]
+    # A box on no sign is counted wrong, and named in the confusions: the boxes are really cut.
+    gt = PHOTOS.joinpath("gt.txt").read_text().splitlines()
+    name = gt[0].split(";")[0]
+    (tmp_path / name).symlink_to(PHOTOS / name)
+    (tmp_path / "gt.txt").write_text(f"{name};0;0;40;40;14\n")  # a stop sign in the photo's top-left corner
+    wrong = json.loads(
+        run("evaluate", "classification", "--images", str(tmp_path), "--gt", str(tmp_path / "gt.txt")).stdout
+    )
+    assert (wrong["n"], wrong["errors"]) == (1, 1)
+    assert list(wrong["most_confused"]) == [f"stop as {k.split(' as ')[1]}" for k in wrong["most_confused"]]
+
+
 @pytest.mark.parametrize(
     "make_args, message",
     [
@@ -128,6 +146,7 @@ def test_evaluate_reading_reads_speed_limits_cut_from_their_true_boxes() -> None
         (lambda d: ["evaluate", "detection", "--images", str(PHOTOS), "--gt", str(d / "bad.txt")], "expected 6"),
         (lambda d: ["evaluate", "classification", "--npz", str(d / "bad.npz")], "need an .npz"),
         (lambda d: ["evaluate", "classification", "--npz", str(d / "flat.npz")], "must be N x H x W x 3"),
+        (lambda d: ["evaluate", "classification", "--gt", str(PHOTOS / "gt.txt")], "give --npz, or --images and --gt"),
         (lambda d: ["evaluate", "reading", "--images", str(PHOTOS)], "give --npz, or --images and --gt"),
         (lambda d: ["evaluate", "reading", "--npz", str(d / "bad.npz")], "need an .npz"),
         (lambda d: ["analyze", str(d / "missing.jpg")], "no such file"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -54,10 +55,14 @@ def predict_photos(
     return preds, spent
 
 
-def classify_crops(detector: SignDetector, images: NDArray[np.uint8]) -> tuple[NDArray[np.int64], float]:
-    """The classifier's top class for each RGB crop (N x H x W x 3), and the seconds spent."""
+def classify_crops(
+    detector: SignDetector, images: NDArray[np.uint8] | Sequence[NDArray[np.uint8]], bgr: bool = False
+) -> tuple[NDArray[np.int64], float]:
+    """The classifier's top class for each crop, and the seconds spent: RGB crops (N x H x W x 3,
+    an .npz's layout), or with `bgr` a list of BGR crops of any size, as the detector cuts them."""
     t0 = time.perf_counter()
+    crops = list(images) if bgr else [image[:, :, ::-1] for image in images]
     predicted = np.concatenate(
-        [detector.classify(list(images[i : i + 256, :, :, ::-1])).argmax(1) for i in range(0, len(images), 256)]
+        [detector.classify(crops[i : i + 256]).argmax(1) for i in range(0, len(crops), 256)]
     ).astype(np.int64)
     return predicted, time.perf_counter() - t0
