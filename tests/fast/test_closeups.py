@@ -1,6 +1,6 @@
 """Phone close-ups of speed limits (issue 12): the evaluation's class-less ground truth, the
 pieces of a large sign that must not come back as signs of their own, and who names a
-speed limit when the reading and the classifier disagree."""
+speed limit (or a STOP) when the reading and the classifier disagree."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from roadsigns.cli.groundtruth import Box, GroundTruthError, read_gt
 from roadsigns.cli.metrics import Pred, detection_report
 from roadsigns.detector import scales
-from roadsigns.ocr.reader import Reading
+from roadsigns.ocr.reader import Reading, SignReader
 from roadsigns.ocr.service import name_sign
 from roadsigns.ocr.shape import shape_cue
 from roadsigns.shared import classes
@@ -127,3 +127,65 @@ def test_a_sure_classifier_keeps_its_speed_limit_against_a_less_sure_reader_alon
     assert name_sign(thirty, agreed, cue, 0.5).class_id == 2
     # An unsure classifier is corrected by a sure reading, as before.
     assert name_sign(_detection(crop, 1, 0.4), alone, cue, 0.5).class_id == 2
+
+
+def test_an_unsure_classifier_leaves_a_class_number_to_the_reader_at_an_even_chance() -> None:
+    crop = _speed_sign("50")
+    cue = shape_cue(crop)
+    unsure = _detection(crop, 5, 0.4)  # "speed limit 80" at 0.4: the classifier has no say
+    read = Reading("50", 64.0, "digits/cnn")  # the digit reader alone at 0.64: not sure, over an even chance
+    sign = name_sign(unsure, read, cue, 0.5)
+    assert (sign.class_id, sign.class_name, sign.class_source) == (2, "speed limit 50", "reading")
+    assert sign.confidence == pytest.approx(0.9 * 0.64)
+    # A sure classifier keeps its class against such a reading; under an even chance, or from
+    # Tesseract alone, the sign stays an "other sign" of its shape's category.
+    assert name_sign(_detection(crop, 5, 0.9), read, cue, 0.5).class_id == 5
+    for weak in (Reading("50", 45.0, "digits/cnn-unsure"), Reading("50", 90.0, "digits/vote2of3")):
+        other = name_sign(unsure, weak, cue, 0.5)
+        assert (other.class_id, other.class_source, other.category) == (None, "shape", "prohibitory")
+
+
+def _red_face(size: int, word: str | None) -> np.ndarray:
+    """A STOP-type octagon with white capitals, or (word None) a no-entry disc with its white bar."""
+    big = 256
+    img = np.full((big, big, 3), (120, 110, 100), np.uint8)
+    if word is None:
+        cv2.circle(img, (big // 2, big // 2), int(big * 0.42), (30, 30, 200), -1)
+        cv2.rectangle(img, (60, 112), (196, 144), (245, 245, 245), -1)
+    else:
+        turns = np.pi / 8 + np.arange(8) * np.pi / 4
+        corners = big / 2 + big * 0.42 * np.stack([np.cos(turns), np.sin(turns)], axis=1)
+        cv2.fillPoly(img, [corners.astype(np.int32)], (30, 30, 200))
+        (tw, th), _ = cv2.getTextSize(word, cv2.FONT_HERSHEY_DUPLEX, 1.9, 7)
+        cv2.putText(img, word, ((big - tw) // 2, (big + th) // 2), cv2.FONT_HERSHEY_DUPLEX, 1.9, (245, 245, 245), 7)
+    return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+
+
+@pytest.fixture(scope="module")
+def reader() -> SignReader:
+    return SignReader()
+
+
+@pytest.mark.parametrize("size", [24, 48])
+def test_a_stop_the_classifier_is_unsure_of_is_named_by_its_word(reader: SignReader, size: int) -> None:
+    crop = _red_face(size, "STOP")
+    cue = shape_cue(crop)
+    assert cue.shape == "red_face"
+    unsure = _detection(crop, 17, 0.3)  # "no entry" at 0.3: a STOP in a type face it never saw
+    reading = reader.read(crop, unsure.class_id, unsure.class_probability, cue)
+    assert (reading.text, reading.sure) == ("STOP", True)
+    sign = name_sign(unsure, reading, cue, 0.5)
+    assert (sign.class_id, sign.class_name, sign.class_source, sign.text) == (14, "stop", "reading", "STOP")
+    # A classifier sure of its class keeps it; an unsure reading leaves an "other sign".
+    assert name_sign(_detection(crop, 17, 0.9), reading, cue, 0.5).class_id == 17
+    assert name_sign(unsure, Reading("STOP", 40.0, "word/cnn-unsure"), cue, 0.5).class_source == "shape"
+
+
+def test_a_no_entry_disc_is_not_read_as_a_word(reader: SignReader) -> None:
+    crop = _red_face(48, None)
+    cue = shape_cue(crop)
+    assert cue.shape == "red_face"
+    # The word reader guesses letters on the bar; the guess is not reported, and nothing names it STOP.
+    reading = reader.read(crop, 17, 0.3, cue)
+    assert reading.text == "" and not reading.mode.startswith("word")
+    assert name_sign(_detection(crop, 17, 0.3), reading, cue, 0.5).class_id is None

@@ -194,7 +194,8 @@ class SignReader:
         """Digits for a speed-limit class at any probability, and for a speed-limit face
         (red ring, light inside: `cue`, computed when not given) whatever the class when the
         classifier is unsure: a "40", which no class has, leaves the classifier unsure but is
-        a number in a red ring all the same.
+        a number in a red ring all the same. A word for a sure STOP class, and for a red face
+        (octagon or disc) the classifier is unsure of.
 
         `tesseract=False` reads digits with the learned reader alone: for a crop that only a
         sure reading would report, most often not a sign at all, Tesseract's tenths of a
@@ -210,6 +211,12 @@ class SignReader:
             return self._read_number(crop_bgr, tesseract, expected)
         if class_id == STOP_CLASS and sure:
             return self._read_stop(crop_bgr)
+        if not sure and (cue or shape_cue(crop_bgr)).shape == "red_face":
+            # A red octagon or disc the classifier is unsure of: a STOP it has not learned (another
+            # type face, small, in shade) reads as one, where free text (Tesseract) read nothing.
+            # Any other word is the word reader guessing (on a no-entry bar: "KRXDB" at 0.0004).
+            word = self._read_stop(crop_bgr)
+            return word if word.text == classes.get(STOP_CLASS).text else self._read_free(crop_bgr)
         if class_id is not None and sure and classes.get(class_id).text is None:
             return Reading("", 0.0, "pictogram")
         return self._read_free(crop_bgr)
