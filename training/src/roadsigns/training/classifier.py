@@ -105,6 +105,18 @@ def _degrade(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return x
 
 
+def _low_res(x: torch.Tensor, gen: torch.Generator, share: float) -> torch.Tensor:
+    """`share` of the batch shrunk to 8-20 px and enlarged back: what a far sign's crop holds
+    once the service enlarges it to the classifier's input (a 12 px sign has 12 px of detail)."""
+    n, side = x.shape[0], x.shape[-1]
+    x = x.clone()
+    for i in torch.nonzero(torch.rand(n, generator=gen) < share).flatten().tolist():
+        small = int(torch.randint(8, 21, (1,), generator=gen))
+        low = F.interpolate(x[i : i + 1], size=(small, small), mode="area")
+        x[i : i + 1] = F.interpolate(low, size=(side, side), mode="bilinear", align_corners=False)
+    return x
+
+
 def evaluate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, batch: int = 512) -> float:
     model.eval()
     correct = 0
@@ -138,6 +150,7 @@ def train(
     if start is not None:
         model.load_state_dict(start)
     degrade = bool(cfg.get("degrade", False))
+    low_res = float(cfg.get("low_res", 0.0))
     # The share of each batch's yellow-faceable crops shown with a yellow face (yellow_faced).
     yellow = float(cfg.get("yellow_faces", 0.0))
     # Channels-last convolutions train 1.6x faster than the default layout on this CPU.
@@ -164,6 +177,8 @@ def train(
                 swap = can_yellow[idx] & (torch.rand(len(idx), generator=gen) < yellow)
                 x = torch.where(swap[:, None, None, None], x_yellow[idx], x)
             x = _augment(x, gen)
+            if low_res:
+                x = _low_res(x, gen, low_res)
             if degrade:
                 x = _degrade(x, gen)
             logits = model(x.contiguous(memory_format=torch.channels_last))
