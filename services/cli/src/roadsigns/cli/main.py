@@ -15,6 +15,10 @@ from typing import TYPE_CHECKING, Any
 from roadsigns.shared.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+    from roadsigns.cli.groundtruth import Box
     from roadsigns.cli.pipeline import Pipeline
     from roadsigns.sdk.models import Job
     from roadsigns.shared.gpxtrack import VideoGpx
@@ -312,8 +316,8 @@ def _labelled_crops(path: Path) -> tuple[Any, Any]:
 
 
 def _boxed_crops(
-    args: argparse.Namespace, settings: Settings, keep: Callable[[Any], bool]
-) -> tuple[list[Any], list[Any]]:
+    args: argparse.Namespace, settings: Settings, keep: Callable[[Box], bool]
+) -> tuple[list[NDArray[np.uint8]], list[Box]]:
     """BGR crops of the ground truth's signs that `keep` accepts, cut from their true boxes as the
     detector cuts them (`square_crop` with the service's margin), and those boxes; or a UsageError.
 

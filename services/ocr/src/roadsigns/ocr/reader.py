@@ -17,7 +17,7 @@ import numpy as np
 import pytesseract
 
 from roadsigns.ocr.learned import LearnedReader, weights_dir
-from roadsigns.ocr.shape import ShapeCue, shape_cue
+from roadsigns.ocr.shape import UNKNOWN, ShapeCue, shape_cue
 from roadsigns.shared import classes
 from roadsigns.shared.settings import get_settings
 
@@ -204,14 +204,16 @@ class SignReader:
         if crop_bgr is None or crop_bgr.size == 0:
             return Reading("", 0.0, "empty")
         sure = class_id is not None and class_probability >= self.min_class_probability
-        if class_id in SPEED_CLASSES or (not sure and (cue or shape_cue(crop_bgr)).speed_face):
+        # The shape speaks only where the classifier is unsure; computed once, when not given.
+        face = UNKNOWN if sure else (cue or shape_cue(crop_bgr))
+        if class_id in SPEED_CLASSES or face.speed_face:
             # Tesseract confirms an in-between learned reading only where that could change
             # the name: not where it is the number of a class the classifier is sure of.
             expected = classes.get(class_id).text if sure and class_id is not None else None
             return self._read_number(crop_bgr, tesseract, expected)
         if class_id == STOP_CLASS and sure:
             return self._read_stop(crop_bgr)
-        if not sure and (cue or shape_cue(crop_bgr)).shape == "red_face":
+        if face.shape == "red_face":
             # A red octagon or disc the classifier is unsure of: a STOP it has not learned (another
             # type face, small, in shade) reads as one, where free text (Tesseract) read nothing.
             # Any other word is the word reader guessing (on a no-entry bar: "KRXDB" at 0.0004).
