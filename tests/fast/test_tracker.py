@@ -137,8 +137,9 @@ def test_broker_job_ids_finds_queued_and_unacked_messages() -> None:
     """Against the real Redis and the real Celery message format."""
     import redis
 
+    from roadsigns.shared import pipeline
     from roadsigns.shared.settings import Settings
-    from roadsigns.shared.tasks import TaskName, make_celery
+    from roadsigns.shared.tasks import Queue, make_celery
     from tests.stack import claim_redis_db
 
     url = f"redis://127.0.0.1:6379/{claim_redis_db()}"
@@ -147,7 +148,9 @@ def test_broker_job_ids_finds_queued_and_unacked_messages() -> None:
     app = make_celery("probe", Settings(broker_url=url))
     queued, taken = uuid.uuid4().hex, uuid.uuid4().hex
     request = DetectRequest(job_id=queued, blob_key="uploads/x.jpg", submitted_at=0)
-    app.send_task(TaskName.DETECT, args=[request.model_dump(mode="json")])
+    pipeline.start(app, request)  # as the gateway sends it: the job in a short argsrepr, not the message
+    (sent,) = client.lrange(str(Queue.DETECT), 0, -1)
+    assert json.loads(sent)["headers"]["argsrepr"] == f"DetectRequest(job_id='{queued}', attempt=1)"
     # A message a worker has taken sits in the `unacked` hash (delivery tag -> [message, ...]).
     client.hset("unacked", "tag-1", json.dumps([{"headers": {"argsrepr": f"({{'job_id': '{taken}'}},)"}}, "", "ocr"]))
     assert service.broker_job_ids(client, ["detect", "ocr", "track"]) >= {queued, taken}
