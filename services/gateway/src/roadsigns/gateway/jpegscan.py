@@ -6,14 +6,14 @@ The gateway used to prove a JPEG whole by decoding it at 1/8 scale. That caught 
 (README, "The pipeline, bare and queued"). Truncation shows in the structure alone: a stream
 that is cut off never reaches its end-of-image marker. This walk follows the segments by
 their lengths (so the complete thumbnail inside an EXIF segment is skipped, not mistaken for
-the end), jumps over each scan's entropy-coded data with one search in C,
-and stops at the first end-of-image: bytes after it (a phone's trailer, an MPO's second
-picture) are allowed, as libjpeg allows them. A stream that lacks only its end-of-image
-marker is refused, though libjpeg would decode it: it cannot be told from a cut one.
+the end), jumps over each scan's entropy-coded data with one search in C, and stops at the
+first end-of-image: bytes after it (a phone's trailer) are allowed, as libjpeg allows them.
+A stream that lacks only its end-of-image marker is refused, though libjpeg would decode it:
+it cannot be told from a cut one.
 
 What it cannot see is damage inside the coded data or a broken table. libjpeg decodes the
-first with grey blocks rather than failing (so did the 1/8 decode: it refused some such files
-that the detector reads), and the second makes the detector fail the job with "the stored
+first with grey blocks rather than failing (the 1/8 decode refused some such files, which the
+detector reads all the same); the second makes the detector fail the job with "the stored
 image could not be decoded" instead of the gateway answering 400.
 """
 
@@ -27,8 +27,8 @@ _STANDALONE = {0x01, *range(0xD0, 0xD8)}
 # Start-of-frame markers: every SOFn except DHT (C4), JPG (C8) and DAC (CC).
 _SOF = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 # Inside a scan's coded data 0xFF is followed by a stuffed zero, a restart marker or another
-# 0xFF (fill); any other byte after it makes the pair the next marker. One search in C (0.2 ms
-# over a 360 kB frame) where a Python loop from one 0xFF to the next took 0.34.
+# 0xFF (fill); any other byte after it makes the pair the next marker. With one search in C the
+# whole walk takes 0.13 ms over a 360 kB frame; with a Python loop from one 0xFF to the next, 0.34.
 _SCAN_END = re.compile(rb"\xff[^\x00\xff\xd0-\xd7]")
 
 
