@@ -22,6 +22,11 @@ def decode_crop(b64: str) -> np.ndarray:
     return crop
 
 
+def _classifier_sure(d: Detection, min_class_probability: float) -> bool:
+    """Whether the classifier names the sign: a class, at least `min_class_probability` sure."""
+    return d.class_id is not None and d.class_probability >= min_class_probability
+
+
 def _speed_face(d: Detection, cue: ShapeCue, min_class_probability: float) -> bool:
     """Whether the sign looks like a speed limit, so that a number read on it may name it:
     a speed-limit class the classifier is sure of, or a red ring round a light face where
@@ -29,7 +34,7 @@ def _speed_face(d: Detection, cue: ShapeCue, min_class_probability: float) -> bo
     bus-stop sign was "speed limit 60" at 0.47, and the digit reader, which reads whatever
     it is shown, read "60" in its "H" and ring. (Class 6, "restriction ends 80", has no ring:
     only an unsure one is judged by its shape.)"""
-    if d.class_id is not None and d.class_probability >= min_class_probability:
+    if _classifier_sure(d, min_class_probability):
         return d.class_id in openset.numbered_classes().values()
     return cue.speed_face
 
@@ -65,7 +70,7 @@ def _reading_names(d: Detection, reading: Reading | None, cue: ShapeCue, min_cla
     learned_alone = reading.mode in ("digits/cnn", "digits/cnn-only")
     if class_id is None:
         return reading.sure or (learned_alone and reading.confidence >= 100 * LEARNED_SURE)
-    classifier_sure = d.class_id is not None and d.class_probability >= min_class_probability
+    classifier_sure = _classifier_sure(d, min_class_probability)
     if not reading.sure:
         return not classifier_sure and learned_alone and reading.confidence >= 100 * LEARNED_SURE
     surer_class = classifier_sure and d.class_id != class_id and d.class_probability > reading.confidence / 100
@@ -85,7 +90,7 @@ def _reading_is_stop(d: Detection, reading: Reading | None, cue: ShapeCue, min_c
         and reading.sure
         and reading.text == classes.get(STOP_CLASS).text
         and cue.shape == "red_face"
-        and not (d.class_id is not None and d.class_probability >= min_class_probability)
+        and not _classifier_sure(d, min_class_probability)
     )
 
 
@@ -128,10 +133,10 @@ def name_sign(d: Detection, reading: Reading | None, cue: ShapeCue, min_class_pr
         return _named_by_reading(d, reading, STOP_CLASS, common)
     if reading is not None and _reading_names(d, reading, cue, min_class_probability):
         class_id = openset.numbered_classes().get(text)
-        sure_of_it = class_id is not None and class_id == d.class_id and d.class_probability >= min_class_probability
+        sure_of_it = class_id is not None and class_id == d.class_id and _classifier_sure(d, min_class_probability)
         if not sure_of_it:
             return _named_by_reading(d, reading, class_id, common)
-    if d.class_id is not None and d.class_probability >= min_class_probability:
+    if d.class_id is not None and _classifier_sure(d, min_class_probability):  # narrows class_id for mypy
         return SignResult(
             **common,
             class_id=d.class_id,
