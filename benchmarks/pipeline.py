@@ -28,6 +28,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -175,15 +176,16 @@ def queued(stack: Stack, photos: list[bytes]) -> dict:
             warm = client.post("/jobs", files={"file": ("w.jpg", photos[0], "image/jpeg")}).json()["id"]
             wait_until(lambda job=warm: client.get(f"/jobs/{job}").json()["status"] == "done", 300, "warm-up job")
         parties = {name: _tree(proc.pid) for name, proc in stack.procs.items()}
-        parties.update(postgres=_named("postgres"), redis=_named("redis-server"), client=[psutil.Process()])
-        cpu_before = {name: _cpu_seconds(procs) for name, procs in parties.items()}
+        parties.update(postgres=_named("postgres"), redis=_named("redis-server"), client=lambda: [psutil.Process()])
+        meter = CpuMeter(parties)
+        meter.start()
         t0 = time.perf_counter()
         ended_before = ended(client)
         ids = [client.post("/jobs", files={"file": ("p.jpg", d, "image/jpeg")}).json()["id"] for d in photos]
         while ended(client) - ended_before < len(ids):
             time.sleep(0.2)
         seconds = time.perf_counter() - t0
-        cpu_ms = {name: (_cpu_seconds(procs) - cpu_before[name]) * 1000 / len(ids) for name, procs in parties.items()}
+        cpu_ms = {name: seconds * 1000 / len(ids) for name, seconds in meter.stop().items()}
         jobs = [job for job in all_jobs(client) if job["id"] in set(ids)]
     totals = [j["timings_ms"]["total_ms"] for j in jobs if j["status"] == "done"]
     stages = ("queue_wait_ms", "detect_ms", "classify_ms", "ocr_ms")
@@ -216,13 +218,47 @@ def _cpu_seconds(procs: list[psutil.Process]) -> float:
     return total
 
 
-def _tree(pid: int) -> list[psutil.Process]:
-    root = psutil.Process(pid)
-    return [root, *root.children(recursive=True)]
+def _tree(pid: int) -> Callable[[], list[psutil.Process]]:
+    def procs() -> list[psutil.Process]:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+
+    return procs
 
 
-def _named(*prefixes: str) -> list[psutil.Process]:
-    return [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith(prefixes)]
+def _named(*prefixes: str) -> Callable[[], list[psutil.Process]]:
+    def procs() -> list[psutil.Process]:
+        return [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith(prefixes)]
+
+    return procs
+
+
+class CpuMeter:
+    """CPU seconds each party spent between `start` and `stop`.
+
+    A party is a function that lists its processes *now*: they are listed again at the end, so
+    a process born during the run counts from zero. PostgreSQL forks a backend for each new
+    connection, and a gateway's pool opens most of its connections under load: a list taken
+    before the run missed them, and the server's cost read as a few hundredths of a ms.
+    (A process that ends during the run is not counted; none of the parties' do in these runs.)
+    """
+
+    def __init__(self, parties: dict[str, Callable[[], list[psutil.Process]]]) -> None:
+        self.parties = parties
+        self.before: dict[str, dict[int, float]] = {}
+
+    def _read(self) -> dict[str, dict[int, float]]:
+        return {name: {p.pid: _cpu_seconds([p]) for p in procs()} for name, procs in self.parties.items()}
+
+    def start(self) -> None:
+        self.before = self._read()
+
+    def stop(self) -> dict[str, float]:
+        after = self._read()
+        return {
+            name: sum(cpu - self.before[name].get(pid, 0.0) for pid, cpu in after[name].items())
+            for name in self.parties
+        }
 
 
 def accept_rate(stack: Stack, seconds: int, connections: int, photo: Path = PHOTOS[3]) -> dict:
@@ -233,7 +269,8 @@ def accept_rate(stack: Stack, seconds: int, connections: int, photo: Path = PHOT
         "postgres": _named("postgres"),  # every backend and the WAL writer: the server's whole cost
         "redis": _named("redis-server"),
     }
-    before = {name: _cpu_seconds(procs) for name, procs in parties.items()}
+    meter = CpuMeter(parties)
+    meter.start()
     usage_before = os.times()
     out = subprocess.run(
         [
@@ -260,7 +297,7 @@ def accept_rate(stack: Stack, seconds: int, connections: int, photo: Path = PHOT
     report = json.loads(match.group(1))
     report["requests_per_s"] = round(report["requests"] / report["seconds"], 1)
     report["connections"] = connections
-    spent = {name: _cpu_seconds(procs) - before[name] for name, procs in parties.items()}
+    spent = meter.stop()
     spent["wrk"] = (usage_after.children_user - usage_before.children_user) + (
         usage_after.children_system - usage_before.children_system
     )
