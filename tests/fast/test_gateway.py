@@ -10,13 +10,13 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
 from roadsigns.gateway import repository
 from roadsigns.gateway.app import create_app
 from roadsigns.shared.db.models import Job
-from roadsigns.shared.db.session import session_scope
+from roadsigns.shared.db.session import get_engine, session_scope
 from roadsigns.shared.schemas import DetectRequest, JobOut
 from roadsigns.shared.tasks import TaskName
 from tests.conftest import PHOTOS
@@ -111,3 +111,49 @@ def test_tenants_see_only_their_own_jobs(engine: Engine, broker: str, tmp_path: 
         assert client.get(f"/jobs/{job_id}", headers={"X-API-Key": KEY_A}).status_code == 200
         assert client.get(f"/jobs/{job_id}", headers={"X-API-Key": KEY_B}).status_code == 404
         assert client.get("/jobs", headers={"X-API-Key": KEY_B}).json()["total"] == 0
+
+
+def _job(job_id: str) -> Job:
+    return Job(
+        id=job_id,
+        tenant="t",
+        status="queued",
+        content_type="image/jpeg",
+        blob_key=f"uploads/{job_id}.jpg",
+        image_width=1360,
+        image_height=800,
+        attempts=1,
+        request_sha256="0" * 64,
+    )
+
+
+def _kill_other_connections(engine: Engine) -> int:
+    """What a Postgres restart does to the insert engine's idle connections: the server ends them."""
+    with engine.connect() as conn:
+        pids = conn.execute(
+            text("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        ).scalars()
+        return sum(bool(conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()) for pid in pids)
+
+
+@pytest.mark.parametrize("landed", [False, True], ids=["lost", "landed before the connection died"])
+def test_the_insert_survives_a_connection_the_server_ended(engine: Engine, landed: bool) -> None:
+    """The insert engine does not ping before each statement (a round trip per job); after a
+    Postgres restart its first statement on a dead connection is retried once on a new one, and a
+    first try that had committed is not inserted twice."""
+    url = engine.url.render_as_string(hide_password=False)
+    inserts = get_engine(url, "roadsigns-gateway-test", pool_size=1, autocommit=True)
+    try:
+        repository.create(inserts, _job(repository.new_job_id()))  # the pool now holds one open connection
+        assert _kill_other_connections(engine) == 1
+        job = _job(repository.new_job_id())
+        if landed:  # as if the first try committed and then lost its connection before the answer
+            with Session(engine) as session, session.begin():
+                session.add(_job(job.id))
+        stored = repository.create(inserts, job)
+        assert stored.id == job.id and stored.status == "queued" and stored.created_at is not None
+        with Session(engine) as session:
+            assert session.scalar(select(func.count()).select_from(Job)) == 2
+    finally:
+        inserts.dispose()
+        get_engine.cache_clear()

@@ -120,10 +120,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # pooled connection per thread, so no request pays for opening a connection.
         to_thread.current_default_thread_limiter().total_tokens = THREADS
         engine = get_engine(settings.database_url, "roadsigns-gateway", pool_size=THREADS)
+        inserts = get_engine(settings.database_url, "roadsigns-gateway", pool_size=THREADS, autocommit=True)
         stop_metrics = serve_metrics_port(settings.metrics_port, registry) if settings.metrics_port else None
         app.state.services = Services(
             settings,
             engine,
+            inserts,
             make_celery("roadsigns-gateway", settings),
             BlobStore(settings.blob_dir),
             keys,
@@ -132,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         yield
         engine.dispose()
+        inserts.dispose()
         if stop_metrics:
             stop_metrics()
 

@@ -24,7 +24,8 @@ class Services:
     """Built once in the app's lifespan, disposed on shutdown."""
 
     settings: Settings
-    engine: Engine
+    engine: Engine  # sessions: reads, and writes of more than one statement
+    inserts: Engine  # autocommit, for the job's single INSERT (roadsigns.gateway.repository.create)
     celery: Celery
     blobs: BlobStore
     keys: KeyRing

@@ -5,7 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import Engine, func, insert, inspect, or_, select
+from sqlalchemy import Engine, func, inspect, or_, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, selectinload
 
 from roadsigns.shared.db.models import Job, Sign
@@ -22,16 +24,34 @@ _JOBS = Job.metadata.tables[Job.__tablename__]
 # Built once: the values go as parameters, and SQLAlchemy caches the statement compiled for each set
 # of columns given (a photo with or without GPS, a video), instead of coercing a `.values()` per job.
 _INSERT_JOB = insert(_JOBS).returning(*_JOBS.c)
+# The retry after a dead connection: the first try may have landed before the connection died.
+_INSERT_JOB_AGAIN = insert(_JOBS).on_conflict_do_nothing(index_elements=[_JOBS.c.id]).returning(*_JOBS.c)
 
 
 def create(engine: Engine, job: Job) -> Job:
-    """Insert the new (transient) job as one Core `INSERT ... RETURNING` in autocommit: one round
-    trip, no unit of work, no BEGIN/COMMIT. Returns the row as the database stored it (its
-    column defaults and `created_at`), detached. A duplicate Idempotency-Key raises IntegrityError."""
+    """Insert the new (transient) job as one Core `INSERT ... RETURNING` on an autocommit engine
+    (`get_engine(..., autocommit=True)`): one round trip, no unit of work, no BEGIN/COMMIT.
+    Returns the row as the database stored it (its column defaults and `created_at`), detached.
+    A duplicate Idempotency-Key raises IntegrityError.
+
+    The engine does not ping a connection before lending it, so after a Postgres restart the
+    first statement on each old connection fails. SQLAlchemy then discards every connection
+    opened before the failure, and the insert is tried once more on a new one. Had the first
+    try committed before its connection died, the row with this job's id (random, ours alone)
+    is already there: the retry inserts nothing and reads it back.
+    """
     given = inspect(job).dict
     values = {column.key: given[column.key] for column in _JOBS.c if column.key in given}
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        row = connection.execute(_INSERT_JOB, values).one()
+    try:
+        with engine.connect() as connection:
+            return Job(**connection.execute(_INSERT_JOB, values).one()._mapping)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    with engine.connect() as connection:
+        row = connection.execute(_INSERT_JOB_AGAIN, values).one_or_none()
+        if row is None:
+            row = connection.execute(select(_JOBS).where(_JOBS.c.id == job.id)).one()
     return Job(**row._mapping)
 
 

@@ -175,7 +175,7 @@ def submit(
         **kind,
     )
     try:
-        stored = repository.create(services.engine, job)
+        stored = repository.create(services.inserts, job)
         out = job_to_out(stored, with_signs=False, link=services.links.for_tenant(tenant))
     except IntegrityError:
         # Two requests raced with the same Idempotency-Key: the first one's job wins.
