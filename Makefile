@@ -86,6 +86,8 @@ heldout: setup ## write the held-out evaluation set (the split make train keeps 
 
 evaluate: heldout ## the README's accuracy figures: the evaluation CLI on the held-out set and its out-of-domain sets
 	$(BIN)/roadsigns evaluate detection --images .train/heldout/images --gt .train/heldout/gt.txt
+	@echo "== every sign of the held-out photos, the 43 classes and the others (training/gtsdb_other_signs.txt): recall_any, precision_any"
+	$(BIN)/roadsigns evaluate detection --quiet --images .train/heldout/images --gt .train/heldout/gt-all.txt
 	$(BIN)/roadsigns evaluate classification --npz .train/heldout/gtsrb-val.npz
 	@echo "== out of domain: the same crops, yellow-faced"
 	$(BIN)/roadsigns evaluate classification --npz .train/heldout/ood/gtsrb-val-yellow.npz

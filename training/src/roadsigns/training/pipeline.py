@@ -30,7 +30,7 @@ from roadsigns.training import detector as det_train
 from roadsigns.training import reviews
 from roadsigns.training.export import export_classifier, export_detector
 from roadsigns.training.faces import resolve as resolve_faces
-from roadsigns.training.gtsdb import read_gt, split_names
+from roadsigns.training.gtsdb import Box, read_gt, split_names
 from roadsigns.training.scenes import ood_sets
 
 
@@ -79,6 +79,30 @@ def photo_split(data: dict[str, Any]) -> tuple[list[str], list[str]]:
     return split_names(names, float(data["val_fraction_photos"]), int(data["seed"]))
 
 
+def other_signs(data: dict[str, Any]) -> dict[str, list[Box]]:
+    """Signs outside the 43 classes in the GTSDB photos (`data.other_signs`, class -1 lines), by photo.
+
+    GTSDB boxes only its 43 classes, so a parking, pedestrian-crossing or information sign in
+    its photos is background to a localiser trained on them, and it learns to pass such signs
+    by. The file lists them: each a proposal of the shipped localiser, not on a GTSDB box,
+    looked at and kept by hand (see its header). A detector stage with `other_signs: true`
+    trains on them as signs; the held-out set's `gt-all.txt` holds them too.
+    """
+    path = data.get("other_signs")
+    if not path:
+        return {}
+    boxes = read_gt(Path(path))
+    wrong = [f"{name}: class {b.class_id}" for name, bs in boxes.items() for b in bs if b.class_id != -1]
+    if wrong:
+        raise ValueError(f"{path} lists only signs outside the 43 (class -1); found {wrong[0]}")
+    return boxes
+
+
+def with_other_signs(gt: dict[str, list[Box]], extra: dict[str, list[Box]]) -> dict[str, list[Box]]:
+    """GTSDB's boxes and the other signs of the same photos, one list a photo."""
+    return {name: [*gt.get(name, []), *extra.get(name, [])] for name in set(gt) | set(extra)}
+
+
 def crop_split(data: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """GTSRB images, labels, and (train, held-out) indices: chosen by physical sign (track)."""
     npz = np.load(data["gtsrb_npz"])
@@ -106,6 +130,12 @@ def write_heldout(data: dict[str, Any], out: Path) -> dict[str, Any]:
     keep = set(val_names)
     gt_lines = [line for line in Path(data["gtsdb_gt"]).read_text().splitlines() if line.split(";", 1)[0] in keep]
     (out / "gt.txt").write_text("\n".join(gt_lines) + "\n")
+    # Every sign, not only the 43 classes: what "all signs found" and a report's precision are counted against.
+    extra = [
+        f"{name};{b.left};{b.top};{b.right};{b.bottom};-1" for name, bs in sorted(other_signs(data).items()) for b in bs
+    ]
+    extra = [line for line in extra if line.split(";", 1)[0] in keep]
+    (out / "gt-all.txt").write_text("\n".join(gt_lines + extra) + "\n")
     images, labels, _, val_idx = crop_split(data)
     np.savez(out / "gtsrb-val.npz", images=images[val_idx], labels=labels[val_idx])
     # Out-of-domain sets from the same held-out photos: close-ups, a smaller and a larger camera, foreign
@@ -118,6 +148,7 @@ def write_heldout(data: dict[str, Any], out: Path) -> dict[str, Any]:
     return {
         "photos": len(val_names),
         "signs": len(gt_lines),
+        "other_signs": len(extra),
         "crops": int(len(val_idx)),
         "crops_yellow": int(len(yellow)),
         "dir": str(out),
@@ -177,12 +208,13 @@ def train_detector_stage(
     mlflow.log_text("\n".join(val_names), "splits/detector-val-photos.txt")
     det_cfg = dict(cfg[stage], seed=seed, name=stage)
     # Reviewed photos (data.reviews) join the training side only.
+    gt = read_gt(Path(data["gtsdb_gt"]))
+    if det_cfg.get("other_signs"):
+        if not det_cfg["single_class"]:
+            raise ValueError(f"{stage}.other_signs needs single_class: the other signs have none of the 43 classes")
+        gt = with_other_signs(gt, other_signs(data))
     images_dir, gt, reviewed = reviews.photos(
-        reviews.read_all(data.get("reviews") or []),
-        Path(data["gtsdb_images"]),
-        read_gt(Path(data["gtsdb_gt"])),
-        work,
-        bool(det_cfg["single_class"]),
+        reviews.read_all(data.get("reviews") or []), Path(data["gtsdb_images"]), gt, work, bool(det_cfg["single_class"])
     )
     train_names = train_names + reviewed
     if det_cfg["start_weights"] == "previous":  # what the stage before wrote, else (run alone) the shipped one

@@ -1,9 +1,11 @@
 """GTSDB-format ground truth: `name;left;top;right;bottom;class_id`, pixels inclusive.
 
-One extension: an optional seventh field, the sign's text. It lets a set hold signs outside
-the 43 classes that the service still names, written with class -1: a speed limit whose number
-no class carries (`photo.jpg;10;20;99;109;-1;40`) is named "speed limit 40" by its reading. On
-a sign of the 43 it overrides the class's own text. GTSDB's own files never have it.
+One extension: class -1, a sign outside the 43 classes, and an optional seventh field, the
+sign's text. A speed limit whose number no class carries (`photo.jpg;10;20;99;109;-1;40`) is
+named "speed limit 40" by its reading. A class -1 sign without text (`photo.jpg;10;20;99;109;-1`:
+a parking or information sign, a chevron board) counts only for finding signs: class-agnostic
+recall and precision, not naming or reading. On a sign of the 43 the text overrides the class's
+own. GTSDB's own files never have either.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ class Box:
     top: int
     right: int  # inclusive
     bottom: int  # inclusive
-    class_id: int  # -1: none of the 43, known by its text
+    class_id: int  # -1: none of the 43 (a speed limit known by its text, or a sign only to be found)
     text: str | None = None  # the text the sign carries, where the gt file gives it
 
     @property
@@ -73,8 +75,6 @@ def read_gt(path: Path) -> dict[str, list[Box]]:
             raise GroundTruthError(f"{path}:{number}: fields 2-6 must be integers: {line!r}") from None
         if right < left or bottom < top or min(left, top) < 0:
             raise GroundTruthError(f"{path}:{number}: impossible box: {line!r}")
-        if class_id == -1 and not text:
-            raise GroundTruthError(f"{path}:{number}: class -1 (none of the 43) needs the sign's text: {line!r}")
         if not -1 <= class_id < 43:
             raise GroundTruthError(f"{path}:{number}: class {class_id} is not one of the 43 classes (or -1)")
         boxes[parts[0]].append(Box(left, top, right, bottom, class_id, text or None))

@@ -155,19 +155,23 @@ def named_right(gt: dict[str, list[Box]], preds: dict[str, list[Pred]]) -> tuple
 
     A sign of the 43 classes by its class; a class-less speed limit (class -1 with a number)
     as the open set names it: `class_id` None and "speed limit N". This is the measure for a
-    set with signs no class carries, where the 43-class mAP cannot see them.
+    set with signs no class carries, where the 43-class mAP cannot see them. Other class-less
+    signs (class -1 without a number) have no name to get right and are not counted.
     """
     hits = total = 0
     for name, boxes in gt.items():
         for b in boxes:
+            numbered = b.class_id < 0 and b.text is not None and b.text.isdigit()
+            if b.class_id < 0 and not numbered:
+                continue  # a sign only to be found: no name to get right
             total += 1
             best = _best_match(b, preds.get(name, []))
             if best is None:
                 continue
             if b.class_id >= 0:
                 hits += best.class_id == b.class_id
-            elif b.text is not None and b.text.isdigit():
-                hits += best.class_id is None and best.name == openset.speed_limit_name(b.text)
+            else:
+                hits += best.class_id is None and best.name == openset.speed_limit_name(str(b.text))
     return (hits / total if total else float("nan")), total
 
 
