@@ -49,7 +49,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
         val_fraction_tracks=0.3,
     )
     config["detector"].update(epochs=1, batch=4)
-    config["detector_scale"].update(epochs=1, batch=4, zoomed=6, pasted=10, time_hours=None)
+    # The second stage also trains on the other signs the samples hold (training/gtsdb_other_signs.txt lists 3).
+    config["detector_scale"].update(epochs=1, batch=4, zoomed=6, pasted=10, time_hours=None, other_signs=True)
     tune = {"epochs": 1, "lr": 0.0005, "yellow_faces": 0.3}  # 2 epochs, then 1 of the yellow-face fine-tune
     config["classifier"].update(seeds=[1, 2], epochs=2, batch=32, finetune=tune)
     for reader in ("digits", "words"):
@@ -158,3 +159,16 @@ def test_ship_copies_the_trained_files_into_the_packages_and_only_them(trained: 
         env={"PATH": str(BIN), "HOME": str(root)},
     )
     assert refused.returncode == 2 and "ship runs on its own" in refused.stderr
+
+
+def test_the_second_stage_tiles_the_other_signs_too(trained: dict) -> None:
+    """Two tiles round each sign and one at random per photo: stage one tiles GTSDB's signs,
+    stage two (`other_signs: true`) those and the listed other signs of the same photos."""
+    gtsdb, others = read_gt(PHOTOS / "gt.txt"), read_gt(Path("training/gtsdb_other_signs.txt"))
+    work = trained["root"] / "work"
+    assert any(name in others for name in gtsdb)
+    for name, boxes in gtsdb.items():
+        stem = Path(name).stem
+        for stage, signs in (("detector", len(boxes)), ("detector_scale", len(boxes) + len(others.get(name, [])))):
+            tiles = list((work / f"{stage}-data").glob(f"*/images/{stem}_*.jpg"))
+            assert len(tiles) == 2 * signs + 1, (stage, name, len(tiles))
