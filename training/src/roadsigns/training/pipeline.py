@@ -86,8 +86,8 @@ def other_signs(data: dict[str, Any]) -> dict[str, list[Box]]:
     its photos is background to a localiser trained on them, and it learns to pass such signs
     by. The file lists them: each a proposal of the shipped localiser, not on a GTSDB box,
     looked at and kept by hand (training/config.yaml; README, "Every sign, not only the 43").
-    A detector stage with `other_signs: true`
-    trains on them as signs; the held-out set's `gt-all.txt` holds them too.
+    A detector stage with `other_signs: true` trains on them as signs; the held-out set's
+    `gt-all.txt` holds them too.
     """
     path = data.get("other_signs")
     if not path:
