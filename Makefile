@@ -97,6 +97,10 @@ evaluate: heldout ## the README's accuracy figures: the evaluation CLI on the he
 		echo "== out of domain: $$set"; \
 		$(BIN)/roadsigns evaluate detection --quiet --images .train/heldout/ood/$$set/images --gt .train/heldout/ood/$$set/gt.txt; \
 	done
+	for set in downscaled large; do \
+		echo "== out of domain: $$set, every sign"; \
+		$(BIN)/roadsigns evaluate detection --quiet --images .train/heldout/ood/$$set/images --gt .train/heldout/ood/$$set/gt-all.txt; \
+	done
 	@echo "== the digit reader alone: held-out photos, close-ups, held-out GTSRB crops, the same yellow-faced"
 	$(BIN)/roadsigns evaluate reading --images .train/heldout/images --gt .train/heldout/gt.txt
 	$(BIN)/roadsigns evaluate reading --images .train/heldout/ood/closeup/images --gt .train/heldout/ood/closeup/gt.txt

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import yaml
 
@@ -12,6 +14,7 @@ from roadsigns.cli.groundtruth import Box, read_gt
 from roadsigns.cli.metrics import Pred, detection_report
 from roadsigns.shared import classes
 from roadsigns.training.pipeline import other_signs, with_other_signs
+from roadsigns.training.scenes import other_signs_gt
 
 CONFIG = yaml.safe_load(Path("training/config.yaml").read_text())
 
@@ -51,3 +54,17 @@ def test_a_sign_only_to_be_found_counts_for_finding_not_for_naming() -> None:
     assert missed["recall_by_size"]["24-48"] == {"signs": 1, "recall": 0.0}
     written = Path("training/gtsdb_other_signs.txt")
     assert read_gt(written) == other_signs(CONFIG["data"])
+
+
+def test_the_half_size_and_grid_sets_get_the_other_signs_where_their_photos_went(tmp_path: Path) -> None:
+    names = ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg"]  # e fills no 2x2 grid: _mosaic leaves it out
+    for label, line in (("downscaled", "a.jpg;1;1;9;9;14"), ("large", "large_000.jpg;1;1;9;9;14")):
+        (tmp_path / label / "images").mkdir(parents=True)
+        (tmp_path / label / "gt.txt").write_text(line + "\n")
+    cv2.imwrite(str(tmp_path / "large" / "images" / "large_000.jpg"), np.zeros((1600, 2720, 3), np.uint8))
+    others = {"b.jpg": [Box(100, 50, 139, 89, -1)], "c.jpg": [Box(10, 20, 29, 39, -1)], "e.jpg": [Box(0, 0, 9, 9, -1)]}
+    assert other_signs_gt(names, others, tmp_path) == {"downscaled": 3, "large": 2}
+    assert read_gt(tmp_path / "downscaled" / "gt-all.txt")["b.jpg"] == [Box(50, 25, 69, 44, -1)]
+    grid = read_gt(tmp_path / "large" / "gt-all.txt")["large_000.jpg"]
+    # b is the grid's top right quarter, c its bottom left; GTSDB's sign stays first.
+    assert grid[1:] == [Box(1460, 50, 1499, 89, -1), Box(10, 820, 29, 839, -1)] and grid[0].class_id == 14

@@ -31,7 +31,7 @@ from roadsigns.training import reviews
 from roadsigns.training.export import export_classifier, export_detector
 from roadsigns.training.faces import resolve as resolve_faces
 from roadsigns.training.gtsdb import Box, read_gt, split_names
-from roadsigns.training.scenes import ood_sets
+from roadsigns.training.scenes import ood_sets, other_signs_gt
 
 
 def _metric_name(key: str) -> str:
@@ -142,6 +142,7 @@ def write_heldout(data: dict[str, Any], out: Path) -> dict[str, Any]:
     # Out-of-domain sets from the same held-out photos: close-ups, a smaller and a larger camera, foreign
     # type faces, yellow-faced signs.
     ood = ood_sets(images_dir, read_gt(Path(data["gtsdb_gt"])), val_names, out / "ood", int(data["seed"]))
+    ood["other_signs"] = other_signs_gt(val_names, other_signs(data), out / "ood")
     # The same crops as other countries paint them: the classes with a yellow form, yellow-faced.
     yellow = np.nonzero(np.isin(labels[val_idx], list(clf_train.YELLOW_FACED)))[0]
     yellow_images = clf_train.yellow_faced(images[val_idx][yellow], labels[val_idx][yellow])

@@ -587,6 +587,30 @@ def ood_sets(images_dir: Path, gt: dict[str, list[Box]], names: list[str], out_r
     }
 
 
+def other_signs_gt(names: list[str], others: dict[str, list[Box]], out_root: Path) -> dict[str, int]:
+    """`gt-all.txt` beside the `downscaled` and `large` sets' `gt.txt`: their GTSDB signs and the
+    listed other signs of the same photos (class -1, `data.other_signs`), moved as those sets move
+    a photo (halved; placed in its quarter of the 2x2 grid). Both sets only transform whole photos,
+    so every other sign is in the picture; the sets drawn at random (zoomed, pasted, close-ups)
+    have none. Returns the other signs added to each set."""
+    added = {}
+    for label in ("downscaled", "large"):
+        lines = (out_root / label / "gt.txt").read_text().splitlines()
+        extra = []
+        for i, name in enumerate(names):
+            for b in others.get(name, []):
+                if label == "downscaled":
+                    extra.append(f"{name};{b.left // 2};{b.top // 2};{b.right // 2};{b.bottom // 2};-1")
+                elif i < len(names) - len(names) % 4:  # _mosaic leaves out the last photos that fill no grid
+                    photo = cv2.imread(str(out_root / label / "images" / f"large_{i // 4:03d}.jpg"))
+                    h, w = photo.shape[0] // 2, photo.shape[1] // 2
+                    x0, y0 = (i % 4 % 2) * w, (i % 4 // 2) * h
+                    extra.append(f"large_{i // 4:03d}.jpg;{b.left + x0};{b.top + y0};{b.right + x0};{b.bottom + y0};-1")
+        (out_root / label / "gt-all.txt").write_text("\n".join(lines + extra) + "\n")
+        added[label] = len(extra)
+    return added
+
+
 def _yellow_signs(image: np.ndarray, boxes: list[Box]) -> Scene:
     """The photo with each yellow-faceable sign's face painted yellow (`classifier.yellow_face` on
     the box with a GTSRB crop's margin round it, so the face lies where it looks for it)."""
