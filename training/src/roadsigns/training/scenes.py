@@ -600,12 +600,15 @@ def other_signs_gt(names: list[str], others: dict[str, list[Box]], out_root: Pat
         for i, name in enumerate(names):
             for b in others.get(name, []):
                 if label == "downscaled":
-                    extra.append(f"{name};{b.left // 2};{b.top // 2};{b.right // 2};{b.bottom // 2};-1")
+                    moved, picture = _halve(b), name
                 elif i < len(names) - len(names) % 4:  # _mosaic leaves out the last photos that fill no grid
-                    photo = cv2.imread(str(out_root / label / "images" / f"large_{i // 4:03d}.jpg"))
-                    h, w = photo.shape[0] // 2, photo.shape[1] // 2
-                    x0, y0 = (i % 4 % 2) * w, (i % 4 // 2) * h
-                    extra.append(f"large_{i // 4:03d}.jpg;{b.left + x0};{b.top + y0};{b.right + x0};{b.bottom + y0};-1")
+                    picture = f"large_{i // 4:03d}.jpg"
+                    with Image.open(out_root / label / "images" / picture) as grid:  # the header only
+                        x0, y0 = (i % 2) * (grid.width // 2), (i % 4 // 2) * (grid.height // 2)
+                    moved = Box(b.left + x0, b.top + y0, b.right + x0, b.bottom + y0, b.class_id)
+                else:
+                    continue
+                extra.append(f"{picture};{moved.left};{moved.top};{moved.right};{moved.bottom};-1")
         (out_root / label / "gt-all.txt").write_text("\n".join(lines + extra) + "\n")
         added[label] = len(extra)
     return added
