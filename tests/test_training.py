@@ -53,6 +53,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     config["detector_scale"].update(epochs=1, batch=4, zoomed=6, pasted=10, time_hours=None, other_signs=True)
     tune = {"epochs": 1, "lr": 0.0005, "yellow_faces": 0.3}  # 2 epochs, then 1 of the yellow-face fine-tune
     config["classifier"].update(seeds=[1, 2], epochs=2, batch=32, finetune=tune)
+    # A localiser trained for two epochs proposes little at the service's floor: the gate sees more.
+    config["sign_gate"].update(min_score=0.001)
     for reader in ("digits", "words"):
         config[reader].update(synthetic=300, epochs=1, batch=64, output=str(root / "weights" / f"{reader}.onnx"))
     config.update(output_dir=str(root / "weights"), work_dir=str(root / "work"))
@@ -80,6 +82,7 @@ def test_training_writes_model_files(trained: dict) -> None:
 
     model = load_classifier(weights / "classifier.pt")
     assert isinstance(model, SignEnsemble) and len(model.members) == 2
+    assert model.gate is not None  # the sign gate stage wrote its layer into the same file
 
 
 def test_training_run_is_tracked_in_mlflow(trained: dict) -> None:
@@ -94,6 +97,9 @@ def test_training_run_is_tracked_in_mlflow(trained: dict) -> None:
     assert client.get_metric_history(run.info.run_id, "detector/metrics/mAP50_B")
     # Stage two (every scale) continued from stage one and was logged under its own name.
     assert client.get_metric_history(run.info.run_id, "detector_scale/metrics/mAP50_B")
+    # The sign gate was fitted on the stage-two localiser's proposals, signs and not.
+    for figure in ("proposals_signs", "proposals_not_signs", "train_signs_kept"):
+        assert client.get_metric_history(run.info.run_id, f"sign_gate/{figure}")[0].value > 0
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     for reader in ("digits", "words"):
         assert len(client.get_metric_history(run.info.run_id, f"{reader}/val_exact")) == 1

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     # centre, and averages the two views' probabilities (0: the crop alone). README "A second view
     # of unsure crops".
     classifier_zoom_view: float = Field(0.9, ge=0.0, le=1.0)
+    # A proposal the classifier's sign gate says is a sign with less than this probability is
+    # dropped: wheels, lights, foliage, lettering (0: keep all). README "Is it a sign at all".
+    min_sign_probability: float = Field(0.05, ge=0.0, le=1.0)
     model_registry_alias: str | None = None  # e.g. "champion": load models:/NAME@ALIAS from MLflow
     # Detector workers ask the registry this often which versions the alias names, and load new ones
     # in each child without a restart (roadsigns.detector.serving); 0: load once, at start.

@@ -161,7 +161,7 @@ def write_heldout(data: dict[str, Any], out: Path) -> dict[str, Any]:
 # The localiser's stages, in this order (see training/detector.py); make train runs the first
 # two, detector_refine only when --stages names it.
 DETECTOR_STAGES = ("detector", "detector_scale", "detector_refine")
-STAGES = (*DETECTOR_STAGES, "classifier", "digits", "words", "register", "heldout", "ship")
+STAGES = (*DETECTOR_STAGES, "classifier", "sign_gate", "digits", "words", "register", "heldout", "ship")
 
 
 def ship(cfg: dict[str, Any]) -> dict[str, list[str]]:
@@ -303,6 +303,9 @@ def run(cfg: dict[str, Any], stages: set[str], alias: str, resume_detector: Path
             summary["classifier_val_accuracy"] = ensemble_acc
             summary["classifier_member_val_accuracy"] = member_accs
 
+        if "sign_gate" in stages:
+            summary["sign_gate"] = train_sign_gate(cfg, out_dir)
+
         for reader in ("digits", "words"):
             if reader in stages:
                 summary[reader] = train_reader(cfg, reader, seed)
@@ -311,6 +314,42 @@ def run(cfg: dict[str, Any], stages: set[str], alias: str, resume_detector: Path
             summary["registered"] = register(active.info.run_id, cfg["registry_names"], stages, alias)
         mlflow.log_dict(summary, "summary.json")
     return summary
+
+
+def train_sign_gate(cfg: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """The classifier's sign gate (training/sign_gate.py), fitted on the localiser's proposals in the
+    training photos, written into classifier.pt and its ONNX export.
+
+    It reads the classifier and localiser this run wrote (`output_dir`), else the shipped ones,
+    so `--stages sign_gate` alone gates the shipped classifier. Its labels are GTSDB's boxes and
+    the other signs' list (`data.other_signs`): a proposal on a parking sign is a sign."""
+    import mlflow
+    import torch
+
+    from roadsigns.detector.model import SignDetector
+    from roadsigns.training import sign_gate
+
+    data = cfg["data"]
+
+    def trained_or_shipped(name: str) -> Path:
+        return out_dir / name if (out_dir / name).is_file() else shipped("roadsigns.detector", name)
+
+    detector = SignDetector(
+        trained_or_shipped("detector.onnx"), shipped("roadsigns.detector", "classifier.onnx"), backend="onnx"
+    )
+    train_names, _ = photo_split(data)
+    boxes = with_other_signs(read_gt(Path(data["gtsdb_gt"])), other_signs(data))
+    t0 = time.perf_counter()
+    model, figures = sign_gate.train(
+        trained_or_shipped("classifier.pt"), detector, Path(data["gtsdb_images"]), train_names, boxes, cfg["sign_gate"]
+    )
+    mlflow.log_metric("sign_gate/train_seconds", time.perf_counter() - t0)
+    mlflow.log_metrics({f"sign_gate/{k}": v for k, v in figures.items()})
+    torch.save(model.state_dict(), out_dir / "classifier.pt")
+    export_classifier(out_dir / "classifier.pt", out_dir / "classifier.onnx")
+    mlflow.log_artifact(str(out_dir / "classifier.pt"), "classifier")
+    mlflow.log_artifact(str(out_dir / "classifier.onnx"), "classifier")
+    return figures
 
 
 def train_reader(cfg: dict[str, Any], name: str, seed: int) -> dict[str, Any]:
@@ -375,7 +414,9 @@ def register(run_id: str, names: dict[str, str], stages: set[str], alias: str) -
     client = MlflowClient()
     run = client.get_run(run_id)
     versions = {}
-    trained = {"classifier"} & stages | ({"detector"} if stages & set(DETECTOR_STAGES) else set())
+    trained = ({"classifier"} if stages & {"classifier", "sign_gate"} else set()) | (
+        {"detector"} if stages & set(DETECTOR_STAGES) else set()
+    )
     for part in ("detector", "classifier"):
         if part not in trained:
             continue
@@ -402,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--stages",
-        default="detector,detector_scale,classifier,digits,words,register",
+        default="detector,detector_scale,classifier,sign_gate,digits,words,register",
         help=f"comma-separated subset of {','.join(STAGES)} "
         "(heldout alone writes the evaluation set into WORK_DIR/heldout and trains nothing; ship alone "
         "copies the trained files from OUTPUT_DIR into the packages)",

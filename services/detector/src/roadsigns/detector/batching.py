@@ -90,12 +90,14 @@ def detect_batch(
         keep = confs >= (floor if min_score is None else min_score)
         boxes, confs = boxes[keep], confs[keep]
         per_photo.append((boxes, confs, [square_crop(image, tuple(b), detector.crop_scale) for b in boxes]))
-    probs = detector.classify([crop for _, _, crops in per_photo for crop in crops])
+    probs, sign = detector.judge([crop for _, _, crops in per_photo for crop in crops])
+    is_sign = sign >= detector.min_sign_probability
     t2 = time.perf_counter()
     timings = {"detect_ms": (t1 - t0) * 1000, "classify_ms": (t2 - t1) * 1000}
     outputs, offset = [], 0
     for boxes, confs, crops in per_photo:
-        found = signs(boxes, confs, crops, probs[offset : offset + len(crops)], floor)
-        offset += len(crops)
+        end = offset + len(crops)
+        found = signs(boxes, confs, crops, probs[offset:end], floor, is_sign[offset:end])
+        offset = end
         outputs.append(DetectorOutput(found, dict(timings)))
     return outputs

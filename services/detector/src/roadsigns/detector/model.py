@@ -101,20 +101,22 @@ class SignDetector:
         coarse_side: int = 384,
         small_side: int = 1376,
         zoom_view: float = 0.9,
+        min_sign_probability: float = 0.05,
     ) -> None:
         """`imgsz` is the longest side a photo is run at (larger ones are shrunk to it);
         `min_side` the shortest long side (thumbnails are enlarged to it); `coarse_side` the
         long side of the extra pass for large signs in large photos (0: none); `small_side` the most
         a small photo is enlarged to for its extra pass for small signs (0: none). `zoom_view`: the
         classifier also sees each unsure crop shrunk to this scale (`zoomed_out`) and averages the
-        two (0: the crop alone). `backend`: a name
-        `roadsigns.detector.backends` registers, or `auto`."""
+        two (0: the crop alone). `min_sign_probability`: a proposal the classifier's sign gate gives
+        less is dropped (`judge`; 0: none is). `backend`: a name `roadsigns.detector.backends`
+        registers, or `auto`."""
         t0 = time.perf_counter()
         runtime = backends.load(backend, device)
         self.backend, self.device = runtime.name, runtime.device(device)
         self.conf, self.crop_scale, self.min_confidence = conf, crop_scale, min_confidence
         self.imgsz, self.min_side, self.coarse_side, self.small_side = imgsz, min_side, coarse_side, small_side
-        self.zoom_view = zoom_view
+        self.zoom_view, self.min_sign_probability = zoom_view, min_sign_probability
         det_path = Path(detector_weights or shipped("roadsigns.detector", f"detector.{runtime.weights_ext}"))
         clf_path = Path(classifier_weights or shipped("roadsigns.detector", f"classifier.{runtime.weights_ext}"))
         self.localiser = runtime.localiser(det_path, self.device)
@@ -151,22 +153,28 @@ class SignDetector:
         return decode_yolo(self.localiser(blob), box, image_bgr.shape, self.conf)
 
     def classify(self, crops: list[np.ndarray]) -> np.ndarray:
-        """Class probabilities (N x 43) for BGR crops of any size. With `zoom_view`, a crop whose top
-        class is under `SECOND_VIEW_BELOW` gets the mean of its own and its zoomed-out view's."""
+        """Class probabilities (N x 43) for BGR crops of any size (`judge` without the sign gate)."""
+        return self.judge(crops)[0]
+
+    def judge(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities (N x 43) for BGR crops of any size, and the probability that each is a
+        sign at all (the classifier's sign gate, `classifier_net.gate_inputs`; 1 for a classifier
+        without one). With `zoom_view`, a crop whose top class is under `SECOND_VIEW_BELOW` gets the
+        mean of its own and its zoomed-out view's class probabilities; the gate reads the crop alone."""
         if not crops:
-            return np.zeros((0, NUM_CLASSES), np.float32)
+            return np.zeros((0, NUM_CLASSES), np.float32), np.zeros(0, np.float32)
         batch = np.stack(
             [
                 cv2.cvtColor(cv2.resize(c, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
                 for c in crops
             ]
         )
-        probs = softmax(self.classifier(standardise(batch)))
+        probs, sign = _split(self.classifier(standardise(batch)))
         unsure = np.flatnonzero(probs.max(axis=1) < self.SECOND_VIEW_BELOW)
         if self.zoom_view and len(unsure):
-            second = softmax(self.classifier(standardise(zoomed_out(batch[unsure], self.zoom_view))))
+            second, _ = _split(self.classifier(standardise(zoomed_out(batch[unsure], self.zoom_view))))
             probs[unsure] = (probs[unsure] + second) / 2
-        return probs
+        return probs, sign
 
     def detect(
         self,
@@ -193,18 +201,36 @@ class SignDetector:
         boxes, confs = boxes[keep], confs[keep]
         t1 = time.perf_counter()
         crops = [square_crop(image_bgr, tuple(b), self.crop_scale) for b in boxes]
-        probs = self.classify(crops)
+        probs, sign = self.judge(crops)
         t2 = time.perf_counter()
-        found = signs(boxes, confs, crops, probs, floor)
+        found = signs(boxes, confs, crops, probs, floor, sign >= self.min_sign_probability)
         return DetectorOutput(found, {"detect_ms": (t1 - t0) * 1000, "classify_ms": (t2 - t1) * 1000})
 
 
+def _split(outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A classifier's outputs -> class probabilities and sign probabilities: a gated classifier has
+    one column more than the classes, the sign gate's logit (`classifier_net.SignEnsemble`)."""
+    if outputs.shape[1] == NUM_CLASSES + 1:
+        sign = 0.5 * (1 + np.tanh(outputs[:, NUM_CLASSES] / 2))  # the logistic function, without overflow
+        return softmax(outputs[:, :NUM_CLASSES]), sign.astype(np.float32)
+    return softmax(outputs), np.ones(len(outputs), np.float32)
+
+
 def signs(
-    boxes: np.ndarray, scores: np.ndarray, crops: list[np.ndarray], probs: np.ndarray, floor: float
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    crops: list[np.ndarray],
+    probs: np.ndarray,
+    floor: float,
+    is_sign: np.ndarray | None = None,
 ) -> list[Found]:
-    """One photo's classified proposals -> its signs: where two overlap (a small sign's fine and
-    small-pass boxes, `scales.combine`) the more confident stays, and a box lying within a more
-    confident one is dropped (`scales.uncontained`); then those reaching `floor`, left to right."""
+    """One photo's classified proposals -> its signs: those the sign gate rejects (`is_sign` False)
+    go first; where two overlap (a small sign's fine and small-pass boxes, `scales.combine`) the
+    more confident stays, and a box lying within a more confident one is dropped
+    (`scales.uncontained`); then those reaching `floor`, left to right."""
+    if is_sign is not None:
+        boxes, scores, probs = boxes[is_sign], scores[is_sign], probs[is_sign]
+        crops = [c for c, keep in zip(crops, is_sign, strict=True) if keep]
     candidates = []
     for box, score, crop, p in zip(boxes, scores, crops, probs, strict=True):
         cls = int(p.argmax())

@@ -39,6 +39,7 @@ def build_detector(settings: Settings, versions: Mapping[str, str] | None = None
         coarse_side=settings.detector_coarse_side,
         small_side=settings.detector_small_side,
         zoom_view=settings.classifier_zoom_view,
+        min_sign_probability=settings.min_sign_probability,
         conf=settings.detector_conf,
         crop_scale=1 + settings.crop_margin,
         versions=labels,

@@ -46,7 +46,8 @@ class Localiser(Protocol):
 
 
 class Classifier(Protocol):
-    """The 43-class crop classifier: standardised crops (N x 3 x 32 x 32 float32) in, logits (N x 43) out."""
+    """The 43-class crop classifier: standardised crops (N x 3 x 32 x 32 float32) in, logits (N x 43) out,
+    and a 44th column, the sign gate's logit, from a classifier trained with one (`classifier_net`)."""
 
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
 
